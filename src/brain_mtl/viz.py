@@ -1,0 +1,176 @@
+"""Drawing helpers shared by the TensorBoard callbacks, the evaluation report and the prediction overlays.
+
+Everything here works on ``uint8`` RGB arrays of shape (H, W, 3) and uses OpenCV only, so that the library needs
+no plotting package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+GREEN = (0, 220, 0)
+"""Ground-truth outlines."""
+RED = (255, 40, 40)
+"""Predicted masks."""
+YELLOW = (255, 220, 0)
+
+
+def draw_outline(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], thickness: int = 1) -> np.ndarray:
+    """Draw the outline of a binary mask on a copy of an image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        mask: (H, W) array, non-zero inside the object.
+        color: RGB colour of the outline.
+        thickness: line width in pixels.
+
+    Returns:
+        (H, W, 3) uint8 RGB with the outline drawn.
+    """
+    out = np.ascontiguousarray(image).copy()
+    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(out, contours, -1, color, thickness)
+    return out
+
+
+def blend_mask(
+    image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = RED, alpha: float = 0.4
+) -> np.ndarray:
+    """Tint the pixels of a binary mask on a copy of an image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        mask: (H, W) array, non-zero inside the object.
+        color: RGB tint.
+        alpha: opacity of the tint inside the mask.
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    out = np.ascontiguousarray(image).copy()
+    inside = mask > 0
+    if inside.any():
+        tint = np.asarray(color, dtype=np.float32)
+        out[inside] = ((1 - alpha) * out[inside] + alpha * tint).astype(np.uint8)
+    return out
+
+
+def put_text(image: np.ndarray, lines: Sequence[str], color: tuple[int, int, int] = YELLOW) -> np.ndarray:
+    """Write lines of text in the top-left corner on a dark band, on a copy of an image.
+
+    The font scales with the image width so that a caption stays readable on 64 px and on 1024 px images.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        lines: text lines, top to bottom.
+        color: RGB text colour.
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    out = np.ascontiguousarray(image).copy()
+    scale = max(0.3, out.shape[1] / 640)
+    thickness = max(1, round(scale * 1.5))
+    line_height = int(22 * scale) + 2
+    for i, text in enumerate(lines):
+        (width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        y = (i + 1) * line_height
+        cv2.rectangle(out, (0, y - line_height + 2), (width + 4, y + 3), (0, 0, 0), -1)
+        cv2.putText(out, text, (2, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+    return out
+
+
+def overlay(
+    image: np.ndarray,
+    pred_mask: np.ndarray | None = None,
+    true_mask: np.ndarray | None = None,
+    caption: Sequence[str] = (),
+) -> np.ndarray:
+    """The standard overlay: predicted mask tinted red, ground truth outlined green, a caption on top.
+
+    Args:
+        image: (H, W, 3) uint8 RGB scan.
+        pred_mask: (H, W) predicted binary mask, or None.
+        true_mask: (H, W) ground-truth binary mask, or None.
+        caption: text lines (class, probability, ...).
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    out = image
+    if pred_mask is not None:
+        out = blend_mask(out, pred_mask, RED)
+        out = draw_outline(out, pred_mask, RED)
+    if true_mask is not None:
+        out = draw_outline(out, true_mask, GREEN)
+    if caption:
+        out = put_text(out, caption)
+    return np.ascontiguousarray(out)
+
+
+def image_grid(tiles: Sequence[np.ndarray], ncols: int, pad: int = 2) -> np.ndarray:
+    """Arrange same-sized (H, W, 3) uint8 tiles in a grid with ``ncols`` columns.
+
+    Args:
+        tiles: non-empty sequence of (H, W, 3) uint8 images of one size.
+        ncols: number of columns.
+        pad: black border between tiles in pixels.
+
+    Returns:
+        (rows * (H + pad) + pad, ncols * (W + pad) + pad, 3) uint8.
+    """
+    if not tiles:
+        raise ValueError("image_grid needs at least one tile")
+    height, width = tiles[0].shape[:2]
+    ncols = max(1, min(ncols, len(tiles)))
+    nrows = -(-len(tiles) // ncols)
+    grid = np.zeros((nrows * (height + pad) + pad, ncols * (width + pad) + pad, 3), dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        if tile.shape[:2] != (height, width):
+            tile = cv2.resize(tile, (width, height), interpolation=cv2.INTER_AREA)
+        r, c = divmod(i, ncols)
+        y, x = pad + r * (height + pad), pad + c * (width + pad)
+        grid[y : y + height, x : x + width] = tile
+    return grid
+
+
+def confusion_matrix_image(matrix: np.ndarray, class_names: Sequence[str], cell: int = 90) -> np.ndarray:
+    """Render a confusion matrix (rows: true class, columns: predicted class) as an RGB image.
+
+    Each cell shows the count and the row-normalised share; the shade follows the row share, so that a
+    class with few images is as readable as a large one.
+
+    Args:
+        matrix: (C, C) integer counts.
+        class_names: C names, in index order.
+        cell: side of one cell in pixels.
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    matrix = np.asarray(matrix, dtype=np.int64)
+    n = matrix.shape[0]
+    margin_left, margin_top = 110, 40
+    height, width = margin_top + n * cell + 30, margin_left + n * cell + 10
+    img = np.full((height, width, 3), 255, dtype=np.uint8)
+    row_sums = matrix.sum(axis=1, keepdims=True).clip(min=1)
+    share = matrix / row_sums
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for i in range(n):
+        for j in range(n):
+            x0, y0 = margin_left + j * cell, margin_top + i * cell
+            level = int(255 - 200 * share[i, j])
+            cv2.rectangle(img, (x0, y0), (x0 + cell, y0 + cell), (level, level, 255), -1)
+            cv2.rectangle(img, (x0, y0), (x0 + cell, y0 + cell), (120, 120, 120), 1)
+            ink = (255, 255, 255) if share[i, j] > 0.6 else (0, 0, 0)
+            cv2.putText(img, str(matrix[i, j]), (x0 + 8, y0 + cell // 2), font, 0.6, ink, 1, cv2.LINE_AA)
+            cv2.putText(img, f"{share[i, j]:.2f}", (x0 + 8, y0 + cell // 2 + 22), font, 0.45, ink, 1, cv2.LINE_AA)
+    for k, name in enumerate(class_names):
+        label = name[:12]
+        cv2.putText(img, label, (4, margin_top + k * cell + cell // 2), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, label, (margin_left + k * cell + 4, margin_top - 8), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "rows: true class, columns: predicted", (4, height - 10), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
