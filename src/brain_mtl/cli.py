@@ -1,0 +1,88 @@
+"""Command line: ``python -m brain_mtl {fit,validate,test,predict}`` (LightningCLI) and the library's own tools.
+
+Research code that subclasses :class:`~brain_mtl.module.BrainTumorModule` keeps the whole command line with
+``main(model_class=MyModule)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from brain_mtl import __version__
+
+# Subcommands outside Lightning's loop: name -> ("module:function", one-line help). Imported only when used,
+# so that `--help` and the Lightning subcommands do not pay for them.
+TOOLS: dict[str, tuple[str, str]] = {
+    "synth": ("brain_mtl.data.commands:synth_main", "write a synthetic dataset in the BRISC 2025 layout"),
+    "check-data": ("brain_mtl.data.commands:check_data_main", "check a dataset folder and print its summary"),
+    "predict-images": (
+        "brain_mtl.inference:predict_images_main",
+        "predict masks and classes for image files or folders",
+    ),
+    "export": ("brain_mtl.export:export_main", "export a checkpoint to ONNX or a state dict"),
+}
+
+LIGHTNING_SUBCOMMANDS = {
+    "fit": "train (and validate) a model",
+    "validate": "run one validation epoch",
+    "test": "evaluate on the test split and write the evaluation report",
+    "predict": "predict the datamodule's prediction set through a prediction writer",
+}
+
+
+def _usage() -> str:
+    lines = [f"brain_mtl {__version__}: joint brain-tumour segmentation and classification.", "", "usage:"]
+    lines += [f"  python -m brain_mtl {name:<15} {text}" for name, text in LIGHTNING_SUBCOMMANDS.items()]
+    lines += [f"  python -m brain_mtl {name:<15} {text}" for name, (_, text) in TOOLS.items()]
+    lines += [
+        "",
+        "Each subcommand has its own --help, e.g. `python -m brain_mtl fit --help`.",
+        "Quickstart: python -m brain_mtl fit --config configs/quickstart.yaml",
+    ]
+    return "\n".join(lines)
+
+
+def _tool(name: str) -> Callable[[list[str]], int]:
+    module_name, func_name = TOOLS[name][0].split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def _run_lightning(args: list[str], model_class: type | None) -> None:
+    from lightning.pytorch.cli import LightningCLI
+
+    from brain_mtl.data import BrainTumorDataModule
+    from brain_mtl.module import BrainTumorModule
+
+    LightningCLI(
+        model_class or BrainTumorModule,
+        BrainTumorDataModule,
+        args=args,
+        seed_everything_default=42,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": "brain_mtl: " + _usage().splitlines()[0]},
+    )
+
+
+def main(args: Sequence[str] | None = None, model_class: type | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        args: arguments without the program name; ``None`` reads ``sys.argv``.
+        model_class: a subclass of BrainTumorModule to train instead of it (research code).
+
+    Returns:
+        The exit status (0 on success).
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"brain_mtl {__version__}")
+        return 0
+    if argv[0] in TOOLS:
+        return int(_tool(argv[0])(argv[1:]) or 0)
+    _run_lightning(argv, model_class)
+    return 0

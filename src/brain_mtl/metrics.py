@@ -1,0 +1,75 @@
+"""Metric collections for training-time monitoring (torchmetrics, synchronised across processes under DDP).
+
+Segmentation metrics are pooled over the pixels of every tumour image seen in an epoch (the convention of the
+reference notebook and of the BRISC paper); per-image statistics, intervals and the all-image conventions live in
+:mod:`brain_mtl.evaluation`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryF1Score,
+    BinaryJaccardIndex,
+    MulticlassAccuracy,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+
+class FalseMaskRate(Metric):
+    """Share of images with an empty ground truth that receive a predicted mask of at least ``min_area`` pixels.
+
+    Args:
+        min_area: smallest predicted area (in pixels, at network resolution) that counts as a mask.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, min_area: int = 1, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.min_area = min_area
+        self.add_state("flagged", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, pred_masks: Tensor) -> None:
+        """Add a batch of (B, 1, H, W) binary predictions for images known to be tumour-free."""
+        areas = pred_masks.reshape(pred_masks.shape[0], -1).sum(dim=1)
+        self.flagged += (areas >= self.min_area).sum()
+        self.total += pred_masks.shape[0]
+
+    def compute(self) -> Tensor:
+        """Flagged / total (0 when no healthy image was seen)."""
+        return self.flagged.float() / self.total.clamp(min=1)
+
+
+def segmentation_metrics(threshold: float = 0.5) -> MetricCollection:
+    """Pixel-pooled binary segmentation metrics on mask probabilities: ``dice``, ``iou``, ``pixel_acc``.
+
+    Pooled Dice is the F1 score over all pixels of the epoch.
+    """
+    return MetricCollection(
+        {
+            "dice": BinaryF1Score(threshold=threshold),
+            "iou": BinaryJaccardIndex(threshold=threshold),
+            "pixel_acc": BinaryAccuracy(threshold=threshold),
+        }
+    )
+
+
+def classification_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy and macro precision, recall and F1 over ``num_classes`` classes."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "precision": MulticlassPrecision(num_classes, average="macro"),
+            "recall": MulticlassRecall(num_classes, average="macro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        }
+    )

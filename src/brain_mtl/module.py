@@ -1,0 +1,315 @@
+"""The Lightning task: the U-Net, its joint loss and its metrics, with one shared step for every stage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
+from brain_mtl.losses import JointLoss, LossParts, MaskLoss
+from brain_mtl.metrics import FalseMaskRate, classification_metrics, segmentation_metrics
+from brain_mtl.models import UNet, UNetOutput
+
+# Metric objects are updated (not called) in the step, so Lightning computes and resets them once per epoch.
+_EPOCH = {"on_step": False, "on_epoch": True, "add_dataloader_idx": False}
+
+Batch = dict[str, Any]
+"""One loader's batch: ``image`` (B, 3, H, W), ``label`` (B,), ``path`` list[str], and ``mask`` (B, 1, H, W) for
+segmentation batches."""
+
+
+class BrainTumorModule(LightningModule):
+    """Joint tumour segmentation and slice classification with one U-Net.
+
+    A training step receives ``{"seg": batch, "cls": batch}``: the segmentation batch goes through the whole
+    network (mask loss + class loss), the classification batch through the encoder and classification head only
+    (class loss); one joint loss, one optimizer step. Validation and test receive the segmentation loader
+    (``dataloader_idx`` 0: mask metrics on tumour images) and the classification loader (``dataloader_idx`` 1:
+    class metrics over all four classes and the share of healthy scans given a mask).
+
+    Research code changes one part by overriding one hook: :meth:`configure_models`, :meth:`configure_losses`,
+    :meth:`configure_metrics` or :meth:`compute_loss`.
+
+    Args:
+        in_channels: channels of the input images (3: gray scans are read as RGB).
+        num_classes: number of slice classes (glioma, meningioma, pituitary, no_tumor).
+        base_channels: channels of the first U-Net stage, doubled at each down stage (reference: 64).
+        depth: number of down stages; image sides must be multiples of 2**depth (reference: 4).
+        attention: put attention gates on the skip connections (Attention U-Net).
+        classifier_hidden: hidden units of the classification head on the bottleneck (reference: 256).
+        classifier_dropout: dropout of the classification head (reference: 0.6).
+        mask_loss: ``bce`` (BCE with logits, the reference) or ``dice_bce`` (soft Dice + BCE).
+        mask_loss_weight: weight of the mask loss in the joint loss.
+        class_loss_weight: weight of the cross-entropy in the joint loss.
+        pos_weight: BCE weight of tumour pixels; above 1 counters the small tumour area (1 = plain BCE).
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        class_weights: optional cross-entropy weight per class, in class order.
+        lr: learning rate of the default AdamW (replaced when the config has an ``optimizer`` group).
+        weight_decay: weight decay of the default AdamW.
+        lr_schedule: ``constant`` (the reference) or ``cosine`` (decay to 0 over the run, stepped per batch).
+        mask_threshold: probability above which a pixel belongs to the predicted mask.
+        false_mask_min_area: smallest predicted area in pixels (at network resolution) counted as a mask on a
+            healthy scan for the ``false_mask_rate`` metric.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = len(CLASS_NAMES),
+        base_channels: int = 64,
+        depth: int = 4,
+        attention: bool = False,
+        classifier_hidden: int = 256,
+        classifier_dropout: float = 0.6,
+        mask_loss: MaskLoss = "bce",
+        mask_loss_weight: float = 1.0,
+        class_loss_weight: float = 1.0,
+        pos_weight: float = 1.0,
+        label_smoothing: float = 0.0,
+        class_weights: Sequence[float] | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-2,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
+        mask_threshold: float = 0.5,
+        false_mask_min_area: int = 1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    # ------------------------------------------------------------------ hooks a subclass overrides
+    def configure_models(self) -> None:
+        """Build ``self.model``.
+
+        Any network whose ``forward`` returns a :class:`UNetOutput` and that has ``classify(x)`` (class logits from
+        the encoder only) fits.
+        """
+        hp = self.hparams
+        self.model = UNet(
+            in_channels=hp.in_channels,
+            num_classes=hp.num_classes,
+            base_channels=hp.base_channels,
+            depth=hp.depth,
+            attention=hp.attention,
+            classifier_hidden=hp.classifier_hidden,
+            classifier_dropout=hp.classifier_dropout,
+        )
+
+    def configure_losses(self) -> None:
+        """Build ``self.criterion``.
+
+        It is called as ``criterion(mask_logits, mask, class_logits, labels)`` and returns :class:`LossParts`.
+        """
+        hp = self.hparams
+        self.criterion = JointLoss(
+            mask_loss=hp.mask_loss,
+            mask_weight=hp.mask_loss_weight,
+            class_weight=hp.class_loss_weight,
+            label_smoothing=hp.label_smoothing,
+            class_weights=hp.class_weights,
+            pos_weight=hp.pos_weight,
+        )
+
+    def configure_metrics(self) -> None:
+        """Build one metric set per stage in ``self.metrics``.
+
+        Keys: ``{stage}_seg``, ``{stage}_cls``, ``{stage}_false_mask``, ``{stage}_loss_mask``,
+        ``{stage}_loss_class``; logged as ``{stage}/seg/...`` and ``{stage}/cls/...``.
+        """
+        seg = segmentation_metrics(self.hparams.mask_threshold)
+        cls = classification_metrics(self.hparams.num_classes)
+        metrics: dict[str, nn.Module] = {}
+        for stage in ("train", "val", "test"):
+            metrics[f"{stage}_seg"] = seg.clone(prefix=f"{stage}/seg/")
+            metrics[f"{stage}_cls"] = cls.clone(prefix=f"{stage}/cls/")
+            metrics[f"{stage}_false_mask"] = FalseMaskRate(self.hparams.false_mask_min_area)
+            metrics[f"{stage}_loss_mask"] = MeanMetric()
+            metrics[f"{stage}_loss_class"] = MeanMetric()
+        self.metrics = nn.ModuleDict(metrics)
+
+    def compute_loss(self, outputs: dict[str, UNetOutput | Tensor], batch: dict[str, Batch]) -> LossParts:
+        """Joint loss of one step.
+
+        Args:
+            outputs: ``{"seg": UNetOutput}`` and/or ``{"cls": UNetOutput or class logits (B, C)}``.
+            batch: the matching ``{"seg": ..., "cls": ...}`` batches.
+
+        Returns:
+            LossParts: the total and each part. Training uses the class logits of both streams; validation and
+            test take the class loss from the classification loader only (it holds every image of the split).
+        """
+        seg_out = outputs.get("seg")
+        logits, labels = [], []
+        if seg_out is not None and self.training:
+            logits.append(seg_out.class_logits)
+            labels.append(batch["seg"]["label"])
+        if "cls" in outputs:
+            cls_out = outputs["cls"]
+            logits.append(cls_out.class_logits if isinstance(cls_out, UNetOutput) else cls_out)
+            labels.append(batch["cls"]["label"])
+        return self.criterion(
+            seg_out.mask_logits if seg_out is not None else None,
+            batch["seg"]["mask"] if seg_out is not None else None,
+            torch.cat(logits) if logits else None,
+            torch.cat(labels) if labels else None,
+        )
+
+    # ------------------------------------------------------------------ forward and the shared step
+    def forward(self, images: Tensor) -> UNetOutput:
+        """Run the network on (B, 3, H, W) normalised images; returns mask logits (B, 1, H, W) and class logits."""
+        return self.model(images)
+
+    def shared_step(self, batch: dict[str, Batch], stage: str) -> dict[str, Any]:
+        """The step of every stage.
+
+        Args:
+            batch: ``{"seg": ..., "cls": ...}``; either may be missing or None (a loader that ran out, or the one
+                loader of a validation dataloader index).
+            stage: ``train``, ``val`` or ``test``.
+
+        Returns:
+            ``{"loss": total, "seg": UNetOutput or None, "cls": UNetOutput / class logits or None}`` (outputs
+            detached except the loss), for callbacks.
+        """
+        streams = {name: b for name, b in batch.items() if b is not None}
+        outputs: dict[str, UNetOutput | Tensor] = {}
+        if "seg" in streams:
+            outputs["seg"] = self(streams["seg"]["image"])
+        if "cls" in streams:
+            # Training needs only the class logits: the encoder-only path skips the decoder's cost.
+            # Validation runs the decoder too, to count masks painted on healthy scans.
+            images = streams["cls"]["image"]
+            outputs["cls"] = self.model.classify(images) if stage == "train" else self(images)
+        parts = self.compute_loss(outputs, streams)
+        self._update_metrics(stage, streams, outputs, parts)
+        detached = {
+            k: (UNetOutput(*(t.detach() for t in v)) if isinstance(v, UNetOutput) else v.detach())
+            for k, v in outputs.items()
+        }
+        return {"loss": parts.total, **detached}
+
+    def _update_metrics(
+        self, stage: str, batch: dict[str, Batch], outputs: dict[str, UNetOutput | Tensor], parts: LossParts
+    ) -> None:
+        metrics = self.metrics
+        threshold = self.hparams.mask_threshold
+        if "seg" in outputs:
+            seg_batch, seg_out = batch["seg"], outputs["seg"]
+            tumour = seg_batch["label"] != NO_TUMOR
+            if tumour.any():
+                # Pixel metrics on tumour images only (the literature's "Dice on tumour images"); healthy
+                # scans in this stream are scored by the false-mask rate instead.
+                probs = torch.sigmoid(seg_out.mask_logits[tumour].float())
+                metrics[f"{stage}_seg"].update(probs, seg_batch["mask"][tumour].long())
+                self.log_dict(metrics[f"{stage}_seg"], batch_size=int(tumour.sum()), **_EPOCH)
+            if parts.mask is not None:
+                metrics[f"{stage}_loss_mask"].update(parts.mask.detach(), weight=self._batch_size(batch))
+        if "cls" in outputs:
+            cls_batch, cls_out = batch["cls"], outputs["cls"]
+            class_logits = cls_out.class_logits if isinstance(cls_out, UNetOutput) else cls_out
+            metrics[f"{stage}_cls"].update(class_logits.float(), cls_batch["label"])
+            self.log_dict(metrics[f"{stage}_cls"], batch_size=len(cls_batch["label"]), **_EPOCH)
+            healthy = cls_batch["label"] == NO_TUMOR
+            if isinstance(cls_out, UNetOutput) and healthy.any():
+                pred = torch.sigmoid(cls_out.mask_logits[healthy].float()) > threshold
+                metrics[f"{stage}_false_mask"].update(pred)
+                self.log(
+                    f"{stage}/seg/false_mask_rate",
+                    metrics[f"{stage}_false_mask"],
+                    batch_size=int(healthy.sum()),
+                    **_EPOCH,
+                )
+        if parts.cls is not None:
+            metrics[f"{stage}_loss_class"].update(parts.cls.detach(), weight=self._batch_size(batch))
+        if stage == "train":
+            self.log("train/loss", parts.total, prog_bar=True, on_epoch=True, batch_size=self._batch_size(batch))
+
+    @staticmethod
+    def _batch_size(batch: dict[str, Batch]) -> int:
+        return sum(len(b["label"]) for b in batch.values())
+
+    def _log_epoch_losses(self, stage: str) -> None:
+        """Log the mean loss parts of the epoch and their weighted sum as ``{stage}/loss``."""
+        hp = self.hparams
+        total = 0.0
+        for part, weight in (("mask", hp.mask_loss_weight), ("class", hp.class_loss_weight)):
+            metric = self.metrics[f"{stage}_loss_{part}"]
+            if metric.update_count == 0:
+                continue
+            value = metric.compute()
+            self.log(f"{stage}/loss/{part}", value, sync_dist=False)
+            total = total + weight * value
+            metric.reset()
+        if stage != "train" and not isinstance(total, float):
+            self.log(f"{stage}/loss", total, prog_bar=stage == "val")
+
+    def _log_score(self, stage: str) -> None:
+        """``{stage}/score``: the mean of pooled Dice and macro F1, one number for model selection."""
+        seg, cls = self.metrics[f"{stage}_seg"], self.metrics[f"{stage}_cls"]
+        if seg["dice"].update_count and cls["f1"].update_count:
+            score = (seg["dice"].compute() + cls["f1"].compute()) / 2
+            self.log(f"{stage}/score", score, prog_bar=stage == "val")
+
+    # ------------------------------------------------------------------ Lightning's entry points
+    def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
+        """One joint step on ``{"seg": ..., "cls": ...}`` (from a CombinedLoader)."""
+        return self.shared_step(batch, "train")["loss"]
+
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Loader 0: segmentation batches; loader 1: classification batches."""
+        return self.shared_step({self._stream(dataloader_idx): batch}, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """As :meth:`validation_step`, on the test split."""
+        return self.shared_step({self._stream(dataloader_idx): batch}, "test")
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Mask probabilities (B, 1, H, W) and class probabilities (B, C) for a batch of images.
+
+        Returns:
+            ``{"mask_probs", "class_probs", "path", "orig_size"}`` (the last two passed through from the batch
+            when present), for a prediction writer.
+        """
+        out = self(batch["image"])
+        result = {
+            "mask_probs": torch.sigmoid(out.mask_logits.float()),
+            "class_probs": torch.softmax(out.class_logits.float(), dim=1),
+        }
+        for key in ("path", "orig_size"):
+            if key in batch:
+                result[key] = batch[key]
+        return result
+
+    @staticmethod
+    def _stream(dataloader_idx: int) -> str:
+        return "seg" if dataloader_idx == 0 else "cls"
+
+    def on_train_epoch_end(self) -> None:  # noqa: D102
+        self._log_epoch_losses("train")
+
+    def on_validation_epoch_end(self) -> None:  # noqa: D102
+        self._log_epoch_losses("val")
+        self._log_score("val")
+
+    def on_test_epoch_end(self) -> None:  # noqa: D102
+        self._log_epoch_losses("test")
+        self._log_score("test")
+
+    def configure_optimizers(self) -> Any:
+        """AdamW with ``lr`` and ``weight_decay`` (the reference recipe), optionally with a cosine decay.
+
+        A config's ``optimizer`` and ``lr_scheduler`` groups (LightningCLI) replace this method when given.
+        """
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.lr_schedule == "constant":
+            return optimizer
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
