@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
@@ -21,6 +23,23 @@ _EPOCH = {"on_step": False, "on_epoch": True, "add_dataloader_idx": False}
 Batch = dict[str, Any]
 """One loader's batch: ``image`` (B, 3, H, W), ``label`` (B,), ``path`` list[str], and ``mask`` (B, 1, H, W) for
 segmentation batches."""
+
+
+def _rng_states() -> dict[str, Any]:
+    # Plain types and tensors only, so that checkpoints stay loadable with torch.load(weights_only=True).
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (the global state is what we restore)
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+    random.setstate(states["python"])
 
 
 class BrainTumorModule(LightningModule):
@@ -301,6 +320,19 @@ class BrainTumorModule(LightningModule):
     def on_test_epoch_end(self) -> None:  # noqa: D102
         self._log_epoch_losses("test")
         self._log_score("test")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the random number generators' states in the checkpoint.
+
+        A resumed fit then draws the same shuffles, augmentations and dropout masks as an uninterrupted one (exact
+        for resumption at an epoch boundary with ``num_workers=0``; worker processes reseed from the restored state).
+        """
+        checkpoint["brain_mtl_rng_states"] = _rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        states = checkpoint.get("brain_mtl_rng_states")
+        if states is not None:
+            _set_rng_states(states)
 
     def configure_optimizers(self) -> Any:
         """AdamW with ``lr`` and ``weight_decay`` (the reference recipe), optionally with a cosine decay.
