@@ -1,0 +1,278 @@
+"""The joint U-Net: one encoder, a segmentation decoder and a classification head on the bottleneck."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from brain_mtl.classes import NUM_CLASSES
+from brain_mtl.models import reference
+from brain_mtl.models.blocks import ClassificationHead, DoubleConv, DownBlock, UpBlock
+
+__all__ = ["UNet", "UNetOutput"]
+
+
+class UNetOutput(NamedTuple):
+    """What :meth:`UNet.forward` returns.
+
+    Attributes:
+        mask_logits: Segmentation logits, ``(B, 1, H, W)``; ``sigmoid`` gives the tumour probability.
+        class_logits: Classification logits, ``(B, num_classes)``; ``softmax`` gives class probabilities.
+    """
+
+    mask_logits: Tensor
+    class_logits: Tensor
+
+
+class UNet(nn.Module):
+    """U-Net that segments the tumour and classifies the slice from the same encoder.
+
+    With default arguments this is the reference notebook's ``CustomUNet`` parameter for parameter
+    (31,306,949 parameters; 31,658,481 with ``attention=True``), and :meth:`from_reference` loads its
+    ``state_dict`` files.
+
+    Layout (``C = base_channels``, ``d = depth``):
+
+    - ``encoder``: ``nn.ModuleList`` of ``d + 1`` stages. ``encoder[0]`` is a :class:`DoubleConv`
+      (``in_channels -> C``, full resolution); ``encoder[i]`` (``i >= 1``) is a :class:`DownBlock`
+      (max-pool + double conv, ``C * 2**(i-1) -> C * 2**i``, resolution ``/ 2**i``).
+    - ``bottleneck``: the last encoder stage, ``encoder[-1]`` (the same module). Its output,
+      ``(B, C * 2**d, H / 2**d, W / 2**d)``, feeds both the decoder and the classification head: hook it for
+      Grad-CAM of the class prediction.
+    - ``decoder``: ``nn.ModuleList`` of ``d`` :class:`UpBlock` s, deepest first (transposed conv, skip gate,
+      concatenation ``[skip, upsampled]``, double conv).
+    - ``segmentation_head``: 1x1 conv ``C -> 1`` (mask logits).
+    - ``classification_head``: :class:`ClassificationHead` on the bottleneck (global average pool,
+      ``Linear -> ReLU -> Dropout -> Linear``).
+
+    :meth:`classify` runs the encoder and the classification head only (the decoder does not run), for
+    batches that have a class label but no mask.
+
+    Args:
+        in_channels: Channels of the input image (3 for the reference notebook's RGB-replicated slices).
+        num_classes: Number of classes of the classification head.
+        base_channels: Channels of the first encoder stage; each further stage doubles them.
+        depth: Number of down-sampling stages. Input height and width must be multiples of ``2**depth``.
+        attention: Put attention gates on the skip connections (Attention U-Net).
+        classifier_hidden: Hidden width of the classification head.
+        classifier_dropout: Dropout probability in the classification head.
+
+    Example:
+        >>> model = UNet(base_channels=8, depth=2).eval()
+        >>> out = model(torch.zeros(1, 3, 32, 32))
+        >>> tuple(out.mask_logits.shape), tuple(out.class_logits.shape)
+        ((1, 1, 32, 32), (1, 4))
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = NUM_CLASSES,
+        base_channels: int = 64,
+        depth: int = 4,
+        attention: bool = False,
+        classifier_hidden: int = 256,
+        classifier_dropout: float = 0.6,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+            ("base_channels", base_channels),
+            ("depth", depth),
+            ("classifier_hidden", classifier_hidden),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"UNet: {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= classifier_dropout < 1.0:
+            raise ValueError(f"UNet: classifier_dropout must lie in [0, 1), got {classifier_dropout!r}")
+
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.base_channels = base_channels
+        self.depth = depth
+        self.attention = bool(attention)
+        self.output_stride = 2**depth
+
+        channels = [base_channels * 2**i for i in range(depth + 1)]
+        # Registration order (encoder, classification head, decoder stage by stage, segmentation head) makes
+        # reference_state_dict() list keys in the notebook's order.
+        self.encoder = nn.ModuleList(
+            [DoubleConv(in_channels, channels[0])]
+            + [DownBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)]
+        )
+        self.classification_head = ClassificationHead(
+            channels[-1], num_classes, hidden=classifier_hidden, dropout=classifier_dropout
+        )
+        self.decoder = nn.ModuleList(
+            [
+                UpBlock(c_in, c_skip, attention=attention)
+                for c_in, c_skip in zip(channels[:0:-1], channels[-2::-1], strict=True)
+            ]
+        )
+        self.segmentation_head = nn.Conv2d(channels[0], 1, kernel_size=1)
+
+    @property
+    def bottleneck(self) -> nn.Module:
+        """The deepest encoder stage (``encoder[-1]``): its output feeds the classification head."""
+        return self.encoder[-1]
+
+    def check_input_shape(self, x: Tensor) -> None:
+        """Raise a ``ValueError`` that says the fix if ``x`` cannot go through the network.
+
+        Args:
+            x: Input batch, expected ``(B, in_channels, H, W)`` with ``H`` and ``W`` multiples of
+                ``output_stride``.
+
+        Raises:
+            ValueError: Wrong number of dimensions or channels, or a side that is not a multiple of
+                ``output_stride`` (the message names the nearest valid sizes).
+        """
+        if x.dim() != 4:
+            raise ValueError(
+                f"UNet expects a batch of images shaped (B, C, H, W); got a {x.dim()}-D tensor of shape "
+                f"{tuple(x.shape)}. For a single image use x.unsqueeze(0)."
+            )
+        if x.shape[1] != self.in_channels:
+            hint = (
+                " Gray images: repeat them to 3 channels (x.expand(-1, 3, -1, -1)) or build UNet(in_channels=1)."
+                if x.shape[1] == 1
+                else ""
+            )
+            raise ValueError(
+                f"UNet was built for {self.in_channels}-channel input but got {x.shape[1]} channels "
+                f"(input shape {tuple(x.shape)}, expected (B, {self.in_channels}, H, W)).{hint}"
+            )
+        stride = self.output_stride
+        bad = [(name, int(size)) for name, size in (("height", x.shape[2]), ("width", x.shape[3])) if size % stride]
+        if bad:
+            details = "; ".join(
+                f"{name} {size}: nearest valid sizes are {_nearest_multiples(size, stride)}" for name, size in bad
+            )
+            raise ValueError(
+                f"UNet with depth={self.depth} needs height and width divisible by 2**depth = {stride}, got "
+                f"input of shape {tuple(x.shape)} ({details}). Resize or pad the image."
+            )
+
+    def _check(self, x: Tensor) -> None:
+        # Shape checks are Python control flow: skip them while tracing for export so that the exported graph
+        # keeps dynamic sizes and no TracerWarning is raised.
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            self.check_input_shape(x)
+
+    def encode(self, x: Tensor) -> list[Tensor]:
+        """Run the encoder.
+
+        Args:
+            x: Images, ``(B, in_channels, H, W)``.
+
+        Returns:
+            ``depth + 1`` feature maps, shallowest first: ``features[i]`` is
+            ``(B, base_channels * 2**i, H / 2**i, W / 2**i)``; ``features[-1]`` is the bottleneck.
+        """
+        self._check(x)
+        features = []
+        for stage in self.encoder:
+            x = stage(x)
+            features.append(x)
+        return features
+
+    def decode(self, features: list[Tensor]) -> Tensor:
+        """Run the decoder on the encoder's features.
+
+        Args:
+            features: The output of :meth:`encode`.
+
+        Returns:
+            The last decoder feature, ``(B, base_channels, H, W)``.
+        """
+        x = features[-1]
+        for stage, skip in zip(self.decoder, reversed(features[:-1]), strict=True):
+            x = stage(x, skip)
+        return x
+
+    def classify(self, x: Tensor) -> Tensor:
+        """Class logits from the encoder and classification head only; the decoder does not run.
+
+        Args:
+            x: Images, ``(B, in_channels, H, W)``.
+
+        Returns:
+            Class logits, ``(B, num_classes)``; in eval mode equal to ``forward(x).class_logits``.
+        """
+        return self.classification_head(self.encode(x)[-1])
+
+    def forward(self, x: Tensor) -> UNetOutput:
+        """Segment and classify.
+
+        Args:
+            x: Images, ``(B, in_channels, H, W)``, ``H`` and ``W`` multiples of ``output_stride``.
+
+        Returns:
+            :class:`UNetOutput` with ``mask_logits (B, 1, H, W)`` and ``class_logits (B, num_classes)``.
+        """
+        features = self.encode(x)
+        class_logits = self.classification_head(features[-1])
+        mask_logits = self.segmentation_head(self.decode(features))
+        return UNetOutput(mask_logits=mask_logits, class_logits=class_logits)
+
+    @classmethod
+    def from_reference(cls, path_or_state_dict: str | os.PathLike | dict[str, Tensor], **kwargs: Any) -> UNet:
+        """Build a UNet from a reference-notebook ``state_dict`` (file or dict), either variant.
+
+        The architecture (attention or not, depth, channels, classes, head width) is read from the weights'
+        keys and shapes; ``kwargs`` go to the constructor and override what was read (e.g.
+        ``classifier_dropout``, which weights cannot tell). Files are read with
+        ``torch.load(..., weights_only=True)``: a file that would run code is refused. Weights saved from a
+        ``DataParallel`` or ``torch.compile`` model (``module.`` / ``_orig_mod.`` prefixes) load too.
+
+        Args:
+            path_or_state_dict: Path of a ``.pth`` file written by ``torch.save(model.state_dict(), ...)`` in
+                the notebook, or such a state dict.
+            **kwargs: Constructor arguments that override the ones read from the weights.
+
+        Returns:
+            A UNet holding the weights (in training mode, like any new module).
+
+        Raises:
+            ValueError: The file cannot be read safely, or the weights do not fit (the message names the first
+                missing, unexpected and mis-shaped keys).
+        """
+        state_dict = reference.load_state_dict_file(path_or_state_dict)
+        config = reference.infer_config(state_dict)
+        config.update(kwargs)
+        model = cls(**config)
+        # Compare in the reference layout, so the error names keys as they appear in the user's file.
+        reference.check_fits(
+            model.reference_state_dict(),
+            state_dict,
+            source=reference.describe(path_or_state_dict),
+            model_desc=f"UNet({', '.join(f'{k}={v!r}' for k, v in config.items())})",
+        )
+        model.load_state_dict(reference.from_reference_keys(state_dict))
+        return model
+
+    def reference_state_dict(self, keep_vars: bool = False) -> dict[str, Tensor]:
+        """The weights in the reference notebook's key layout (``inc``, ``down1``, ..., ``outc``, ``classifier``).
+
+        ``torch.save(model.reference_state_dict(), "x.pth")`` writes a file that the notebook's
+        ``CustomUNet(attention=...)`` loads with ``load_state_dict`` (for the default depth 4 and 64 channels).
+        Like ``state_dict()``, the tensors share storage with the parameters.
+
+        Args:
+            keep_vars: As in ``state_dict``: return the ``Parameter`` objects themselves (with ``.grad``).
+
+        Returns:
+            An ordered ``dict`` key -> tensor, in the notebook's key order.
+        """
+        return reference.to_reference_keys(self.state_dict(keep_vars=keep_vars))
+
+
+def _nearest_multiples(size: int, stride: int) -> str:
+    below = (size // stride) * stride
+    above = below + stride
+    return f"{below} or {above}" if below > 0 else f"{above}"
