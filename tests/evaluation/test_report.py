@@ -1,0 +1,174 @@
+"""evaluate(), build_report() and write_report() end to end on a tiny fake model and fake datamodule."""
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+from eval_fakes import CASES, GL, SIZE, FakeDataModule, FakeNet, make_samples
+
+from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
+from brain_mtl.evaluation import ImageRecords, build_report, cross_split_duplicates, evaluate, write_report
+from brain_mtl.evaluation import metrics as M
+
+
+def test_evaluate_matches_direct_counts(tmp_path):
+    report = evaluate(FakeNet(), FakeDataModule(make_samples(tmp_path)), bootstrap=200, false_mask_min_area=10)
+    meta = report["meta"]
+    assert (meta["n_images"], meta["n_images_with_mask"], meta["n_tumour_images_with_mask"]) == (8, 7, 4)
+    assert meta["n_no_tumour_images"] == 3 and meta["n_tumour_images_without_mask"] == 1
+
+    # Tumour images: pooled Dice from counts summed over images 0, 1, 2 and 7, counted directly.
+    tp = 36 + 36 + 0 + 25
+    fp = (64 - 36) + 0 + 0 + 0
+    fn = (64 - 36) + 0 + 16 + 0
+    seg = report["ungated"]["tumour_segmentation"]["overall"]
+    assert seg["n_images"] == 4
+    assert seg["dice_pooled"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert seg["iou_pooled"] == pytest.approx(tp / (tp + fp + fn))
+    per_image = [2 * 36 / 128, 1.0, 0.0, 1.0]
+    assert seg["dice_per_image"]["mean"] == pytest.approx(np.mean(per_image))
+    assert seg["dice_per_image"]["median"] == pytest.approx(np.median(per_image))
+    assert seg["dice_per_image"]["sd"] == pytest.approx(np.std(per_image, ddof=1))
+    assert seg["hd95_px"]["n"] == 3 and seg["hd95_px"]["n_undefined_one_empty"] == 1
+    assert seg["hd95_px"]["median"] == pytest.approx(np.median([M.hd95(CASES[0][2], CASES[0][1]), 0.0, 0.0]))
+    by_class = report["ungated"]["tumour_segmentation"]["by_class"]
+    assert set(by_class) == {"glioma", "meningioma", "pituitary"}
+    assert by_class["meningioma"]["dice_pooled"] == 1.0 and by_class["pituitary"]["dice_pooled"] == 0.0
+    assert by_class["meningioma"]["n_images"] == 2
+    assert by_class["glioma"]["n_images"] == 1  # the glioma without a mask is left out
+    sizes = report["ungated"]["tumour_segmentation"]["by_size"]
+    # Areas 64, 36, 16, 25 px: terciles at 25 and 36 px -> small {16, 25}, medium {36}, large {64}.
+    assert sizes["edges_share_of_image"] == pytest.approx([25 / SIZE**2, 36 / SIZE**2])
+    assert [sizes[k]["n_images"] for k in ("small", "medium", "large")] == [2, 1, 1]
+    assert sizes["small"]["dice_pooled"] == pytest.approx(2 * 25 / (2 * 25 + 16))  # missed 16 px + perfect 25 px
+
+    # All images with a mask: tumour Dice values, then healthy ones (speck -> 0, empty -> 1, speck -> 0).
+    all_dice = [*per_image, 0.0, 1.0, 0.0]
+    assert report["ungated"]["all_images"]["dice_mean"] == pytest.approx(np.mean(all_dice))
+    assert report["ungated"]["all_images"]["n_images"] == 7
+    # False masks: the 25 px mask counts, the 4 px speck is under the 10 px threshold.
+    fm = report["ungated"]["false_masks"]
+    assert (fm["n_flagged"], fm["n_images"]) == (1, 3)
+
+    # The gate empties images 3, 5 and 7 (class head says no tumour): the healthy ones become perfect, no false
+    # mask is left, and the meningioma of image 7 is lost (Dice 1 -> 0, HD95 undefined).
+    gated = report["gated"]
+    gated_per_image = [2 * 36 / 128, 1.0, 0.0, 0.0]
+    assert gated["all_images"]["dice_mean"] == pytest.approx(np.mean([*gated_per_image, 1.0, 1.0, 1.0]))
+    assert gated["false_masks"]["n_flagged"] == 0
+    assert gated["n_masks_emptied_by_gate"] == 3
+    g_seg = gated["tumour_segmentation"]["overall"]
+    assert g_seg["dice_pooled"] == pytest.approx(2 * (tp - 25) / (2 * (tp - 25) + fp + fn + 25))
+    assert g_seg["dice_per_image"]["mean"] == pytest.approx(np.mean(gated_per_image))
+    assert g_seg["hd95_px"]["n_undefined_one_empty"] == 2
+    assert gated["tumour_segmentation"]["by_class"]["meningioma"]["dice_per_image"]["mean"] == 0.5
+
+    cls = report["classification"]
+    assert cls["accuracy"] == pytest.approx(6 / 8)
+    assert cls["confusion_matrix"]["counts"][NO_TUMOR][GL] == 1
+    head = report["headline"]
+    assert head["accuracy"] == pytest.approx(6 / 8)
+    assert head["false_mask_rate"] == pytest.approx(1 / 3) and head["gated/false_mask_rate"] == 0.0
+    for item in report["ungated"]["headline"].values():
+        low, high = item["ci95"]
+        if math.isfinite(item["value"]):
+            assert low <= item["value"] + 1e-12 and item["value"] <= high + 1e-12
+    assert report["ungated"]["headline"]["dice_tumour_pooled"]["n_images"] == 4
+    assert report["ungated"]["headline"]["dice_all_images"]["n_images"] == 7
+    assert report["leakage"]["checked"] is False
+
+
+def test_batched_evaluation_equals_records_from_full_masks(tmp_path):
+    samples = make_samples(tmp_path)
+    via_model = evaluate(FakeNet(), FakeDataModule(samples, batch_size=2), bootstrap=100, seed=3)
+    probs = np.stack([np.eye(len(CLASS_NAMES))[c[3]] for c in CASES])  # not the model's softmax: compare masks only
+    records = ImageRecords.from_masks(
+        [s["path"] for s in samples],
+        [c[0] for c in CASES],
+        probs,
+        [c[2] for c in CASES],
+        [c[1] for c in CASES],
+        [c[4] for c in CASES],
+    )
+    direct = build_report(records, bootstrap=100, seed=3)
+    for section in ("ungated", "gated"):
+        for key, item in direct[section]["headline"].items():
+            other = via_model[section]["headline"][key]
+            assert other["value"] == pytest.approx(item["value"], nan_ok=True), key
+            assert other["ci95"] == pytest.approx(item["ci95"], nan_ok=True), key
+
+
+def test_mask_threshold_comes_from_module_hparams(tmp_path):
+    samples = make_samples(tmp_path)[:2]
+    samples[1]["image"][0] *= 0.55  # mask probability sigmoid(20 * 0.05) = 0.73 inside the square
+
+    net = FakeNet()
+    net.hparams = {"mask_threshold": 0.8}  # what a LightningModule's save_hyperparameters() provides
+    report = evaluate(net, FakeDataModule(samples), bootstrap=0, check_duplicates=False)
+    assert report["meta"]["mask_threshold"] == 0.8
+    assert report["per_image"][1]["pred_area_px"] == 0
+    report = evaluate(FakeNet(), FakeDataModule(samples), bootstrap=0)
+    assert report["meta"]["mask_threshold"] == 0.5
+    assert report["per_image"][1]["pred_area_px"] == 36
+
+
+def test_evaluate_restores_training_mode_and_rejects_size_mismatch(tmp_path):
+    net = FakeNet().train()
+    evaluate(net, FakeDataModule(make_samples(tmp_path)), bootstrap=0)
+    assert net.training
+    samples = make_samples(tmp_path)
+    for s in samples:
+        s["mask"] = s["mask"][:, :16, :16]
+    with pytest.raises(ValueError, match="mask logits"):
+        evaluate(net, FakeDataModule(samples), bootstrap=0)
+
+
+def test_write_report_files(tmp_path):
+    samples = make_samples(tmp_path)
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "copy_of_3.png").write_bytes(b"image 3")  # same bytes as test image 3
+    (train / "other.png").write_bytes(b"image X")  # same size, different content
+    (train / "long.png").write_bytes(b"something else entirely")
+    dm = FakeDataModule(samples, train_paths=sorted(str(p) for p in train.iterdir()))
+    report = evaluate(FakeNet(), dm, bootstrap=50)
+    assert report["leakage"]["checked"] and report["leakage"]["n_groups"] == 1
+    assert report["leakage"]["groups"][0] == {"train": [str(train / "copy_of_3.png")], "test": [samples[3]["path"]]}
+
+    json_path, md_path = write_report(report, tmp_path / "out")
+    loaded = json.loads(json_path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+    assert loaded["headline"]["accuracy"] == pytest.approx(6 / 8)
+    # NaN (e.g. the undefined HD95 maximum of the pituitary image) is written as null
+    assert loaded["ungated"]["tumour_segmentation"]["by_class"]["pituitary"]["hd95_px"]["mean"] is None
+    text = md_path.read_text()
+    for needle in (
+        "## Headline numbers",
+        "## Classification",
+        "## Segmentation without the mask gate",
+        "## Segmentation with the mask gate",
+        "Possible leakage",
+        "copy_of_3.png",
+        "## Conventions",
+        "count as 1",
+    ):
+        assert needle in text, needle
+    png = cv2.imread(str(tmp_path / "out" / "confusion_matrix.png"))
+    assert png is not None and png.shape[0] > 100
+    csv_lines = (tmp_path / "out" / "per_image.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + len(CASES)
+
+
+def test_cross_split_duplicates_groups(tmp_path):
+    files = {"tr/a": b"same", "tr/b": b"same", "tr/c": b"diff", "te/x": b"same", "te/y": b"uniq", "te/z": b"diff"}
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    groups = cross_split_duplicates(
+        [tmp_path / n for n in files if n.startswith("tr")], [tmp_path / n for n in files if n.startswith("te")]
+    )
+    assert groups == [
+        {"train": [str(tmp_path / "tr/a"), str(tmp_path / "tr/b")], "test": [str(tmp_path / "te/x")]},
+        {"train": [str(tmp_path / "tr/c")], "test": [str(tmp_path / "te/z")]},
+    ]
