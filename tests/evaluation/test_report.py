@@ -114,6 +114,18 @@ def test_mask_threshold_comes_from_module_hparams(tmp_path):
     assert report["per_image"][1]["pred_area_px"] == 36
 
 
+def test_false_mask_min_area_comes_from_module_hparams(tmp_path):
+    samples = make_samples(tmp_path)  # healthy images: a 25 px mask, an empty one, a 4 px speck
+    report = evaluate(FakeNet(), FakeDataModule(samples), bootstrap=0)
+    assert report["ungated"]["false_masks"]["n_flagged"] == 1 and report["meta"]["false_mask_min_area_px"] == 10
+    net = FakeNet()
+    net.hparams = {"false_mask_min_area": 3}
+    report = evaluate(net, FakeDataModule(samples), bootstrap=0)
+    assert report["ungated"]["false_masks"]["n_flagged"] == 2 and report["meta"]["false_mask_min_area_px"] == 3
+    report = evaluate(net, FakeDataModule(samples), bootstrap=0, false_mask_min_area=30)
+    assert report["ungated"]["false_masks"]["n_flagged"] == 0
+
+
 def test_evaluate_restores_training_mode_and_rejects_size_mismatch(tmp_path):
     net = FakeNet().train()
     evaluate(net, FakeDataModule(make_samples(tmp_path)), bootstrap=0)
@@ -172,3 +184,14 @@ def test_cross_split_duplicates_groups(tmp_path):
         {"train": [str(tmp_path / "tr/a"), str(tmp_path / "tr/b")], "test": [str(tmp_path / "te/x")]},
         {"train": [str(tmp_path / "tr/c")], "test": [str(tmp_path / "te/z")]},
     ]
+
+
+def test_evaluate_runs_the_real_task_module(tmp_path):
+    from brain_mtl.module import BrainTumorModule
+
+    module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8, mask_threshold=0.3)
+    report = evaluate(module, FakeDataModule(make_samples(tmp_path)), bootstrap=20)
+    assert report["meta"]["n_images"] == len(CASES) and report["meta"]["mask_threshold"] == 0.3
+    probs = np.array([[row[f"p_{name}"] for name in CLASS_NAMES] for row in report["per_image"]])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert module.training  # a fresh LightningModule is in training mode, and evaluate() leaves it so

@@ -25,7 +25,8 @@ class EvaluationReport(Callback):
         split: split to evaluate (the datamodule must know it).
         mask_gate: also report the figures with masks emptied when the class head says no tumour.
         gate_min_area: the gate also empties predicted masks smaller than this many pixels (0: class veto only).
-        false_mask_min_area: smallest predicted mask (pixels) on a no-tumour image that counts as a false mask.
+        false_mask_min_area: smallest predicted mask (pixels) on a no-tumour image that counts as a false mask;
+            default: the module's ``false_mask_min_area`` hyperparameter, else 10.
         bootstrap: bootstrap resamples for the 95% intervals of the headline numbers (0: no intervals).
         seed: seed of the bootstrap.
         check_duplicates: list byte-identical images shared by the training images and the split.
@@ -36,7 +37,7 @@ class EvaluationReport(Callback):
         split: str = "test",
         mask_gate: bool = True,
         gate_min_area: int = 0,
-        false_mask_min_area: int = 10,
+        false_mask_min_area: int | None = None,
         bootstrap: int = 1000,
         seed: int = 0,
         check_duplicates: bool = True,

@@ -745,7 +745,7 @@ def evaluate(
     *,
     mask_gate: bool = True,
     gate_min_area: int = 0,
-    false_mask_min_area: int = 10,
+    false_mask_min_area: int | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
     mask_threshold: float | None = None,
@@ -760,7 +760,9 @@ def evaluate(
         split: the split to evaluate.
         mask_gate: also report the figures with the mask gate (masks emptied when the class head says no tumour).
         gate_min_area: the gate also empties predicted masks smaller than this many pixels (0: class veto only).
-        false_mask_min_area: smallest predicted area (pixels) that counts as a mask on a no-tumour image.
+        false_mask_min_area: smallest predicted area (pixels) that counts as a mask on a no-tumour image;
+            default: the module's ``hparams.false_mask_min_area`` (so that the report and the logged
+            ``false_mask_rate`` agree), else 10.
         bootstrap: bootstrap resamples for the 95% intervals (0: none).
         seed: bootstrap seed.
         mask_threshold: mask probability threshold; default: the module's ``hparams.mask_threshold``, else 0.5.
@@ -770,9 +772,12 @@ def evaluate(
     Returns:
         The report dict (see :func:`build_report`); write it with :func:`write_report`.
     """
+    hparams = getattr(module, "hparams", None)
+    hparams = hparams if hasattr(hparams, "get") else {}
     if mask_threshold is None:
-        hparams = getattr(module, "hparams", None) or {}
-        mask_threshold = float(hparams.get("mask_threshold", 0.5)) if hasattr(hparams, "get") else 0.5
+        mask_threshold = float(hparams.get("mask_threshold", 0.5))
+    if false_mask_min_area is None:
+        false_mask_min_area = int(hparams.get("false_mask_min_area", 10))
     records = collect_records(module, datamodule.evaluation_dataloader(split), mask_threshold=mask_threshold)
     if len(records) == 0:
         raise ValueError(f"the {split!r} evaluation loader yielded no image; nothing to report")
