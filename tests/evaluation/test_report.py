@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,8 +10,10 @@ import pytest
 from eval_fakes import CASES, GL, SIZE, FakeDataModule, FakeNet, make_samples
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
+from brain_mtl.data.index import DatasetIndex, ImageRecord
 from brain_mtl.evaluation import ImageRecords, build_report, cross_split_duplicates, evaluate, write_report
 from brain_mtl.evaluation import metrics as M
+from brain_mtl.evaluation.leakage import datamodule_duplicates, index_duplicates
 
 
 def test_evaluate_matches_direct_counts(tmp_path):
@@ -147,7 +150,10 @@ def test_write_report_files(tmp_path):
     dm = FakeDataModule(samples, train_paths=sorted(str(p) for p in train.iterdir()))
     report = evaluate(FakeNet(), dm, bootstrap=50)
     assert report["leakage"]["checked"] and report["leakage"]["n_groups"] == 1
-    assert report["leakage"]["groups"][0] == {"train": [str(train / "copy_of_3.png")], "test": [samples[3]["path"]]}
+    assert report["leakage"]["groups"][0] == {
+        "train": [str(train / "copy_of_3.png")],
+        "evaluated": [samples[3]["path"]],
+    }
 
     json_path, md_path = write_report(report, tmp_path / "out")
     loaded = json.loads(json_path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
@@ -181,9 +187,43 @@ def test_cross_split_duplicates_groups(tmp_path):
         [tmp_path / n for n in files if n.startswith("tr")], [tmp_path / n for n in files if n.startswith("te")]
     )
     assert groups == [
-        {"train": [str(tmp_path / "tr/a"), str(tmp_path / "tr/b")], "test": [str(tmp_path / "te/x")]},
-        {"train": [str(tmp_path / "tr/c")], "test": [str(tmp_path / "te/z")]},
+        {"train": [str(tmp_path / "tr/a"), str(tmp_path / "tr/b")], "evaluated": [str(tmp_path / "te/x")]},
+        {"train": [str(tmp_path / "tr/c")], "evaluated": [str(tmp_path / "te/z")]},
     ]
+
+
+def test_leakage_from_a_dataset_index():
+    def rec(name, split, digest):
+        return ImageRecord(path=Path(name), label=0, split=split, task="classification", digest=digest)
+
+    index = DatasetIndex(
+        root=Path("."),
+        records=[
+            rec("tr1", "train", "A"),
+            rec("va1", "val", "A"),
+            rec("te1", "test", "A"),
+            rec("tr2", "train", "B"),
+            rec("tr3", "train", "B"),  # duplicates inside train only: not leakage
+            rec("va2", "val", "C"),
+            rec("te2", "test", "C"),
+            rec("te3", "test", "D"),
+        ],
+    )
+    assert index_duplicates(index, "test") == [
+        {"train": ["tr1", "va1"], "evaluated": ["te1"]},
+        {"train": ["va2"], "evaluated": ["te2"]},
+    ]
+    # Evaluating val: val images are the evaluated ones, only train counts as training.
+    assert index_duplicates(index, "val") == [{"train": ["tr1"], "evaluated": ["va1"]}]
+
+    class WithIndex:
+        pass
+
+    dm = WithIndex()
+    dm.index = index
+    groups, note = datamodule_duplicates(dm, "test", [])
+    assert len(groups) == 2 and "content hash" in note
+    assert datamodule_duplicates(WithIndex(), "test", [])[0] is None
 
 
 def test_evaluate_runs_the_real_task_module(tmp_path):

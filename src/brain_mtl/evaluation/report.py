@@ -404,8 +404,8 @@ def build_report(
         bootstrap: number of bootstrap resamples for the intervals (0: no intervals).
         seed: seed of the bootstrap.
         mask_threshold: the probability threshold used for the masks (recorded only).
-        duplicates: train/test groups of identical images (from :func:`~brain_mtl.evaluation.leakage.
-            cross_split_duplicates`), or None when not checked.
+        duplicates: groups of identical images, ``{"train": [...], "evaluated": [...]}`` (from
+            :mod:`brain_mtl.evaluation.leakage`), or None when not checked.
         duplicates_note: why duplicates were not checked, or how.
         meta: extra facts to record (checkpoint path, split, ...).
 
@@ -471,7 +471,7 @@ def build_report(
             "checked": duplicates is not None,
             "note": duplicates_note or "",
             "n_groups": len(duplicates) if duplicates is not None else None,
-            "n_test_images": sum(len(g["test"]) for g in duplicates) if duplicates is not None else None,
+            "n_evaluated_images": sum(len(g["evaluated"]) for g in duplicates) if duplicates is not None else None,
             "groups": duplicates if duplicates is not None else [],
         },
         "per_image": _per_image_rows(records, pred_labels, veto, class_names),
@@ -664,19 +664,21 @@ def report_markdown(report: dict) -> str:
         ]
 
     leak = report["leakage"]
-    lines += ["", "## Possible leakage: identical images in train and test", ""]
+    split = meta.get("split", "evaluated")
+    lines += ["", f"## Possible leakage: identical images in the training folder and the {split} split", ""]
     if not leak["checked"]:
-        lines += [f"Not checked. {leak['note']}".strip()]
+        lines += [leak["note"] or "Not checked."]
     elif not leak["groups"]:
         lines += [f"None found. {leak['note']}".strip()]
     else:
         lines += [
-            f"{leak['n_groups']} groups of byte-identical images span train and test ({leak['n_test_images']} test "
-            f"images). {leak['note']}".strip(),
+            f"{leak['n_groups']} groups of byte-identical images span the training folder and the {split} split "
+            f"({leak['n_evaluated_images']} {split} images): figures on them may be inflated. {leak['note']}".strip(),
             "",
         ]
         lines += _table(
-            ("test images", "train images"), ([", ".join(g["test"]), ", ".join(g["train"])] for g in leak["groups"])
+            (f"{split} images", "training images"),
+            ([", ".join(g["evaluated"]), ", ".join(g["train"])] for g in leak["groups"]),
         )
 
     lines += ["", "## Conventions", ""]
@@ -717,25 +719,6 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
 
 
 # --------------------------------------------------------------------------------------------- the whole thing
-
-
-def _train_test_duplicates(datamodule, test_paths: Sequence[str]) -> tuple[list | None, str]:
-    """Ask the datamodule for its training image files and compare them with the evaluated ones by content."""
-    from brain_mtl.evaluation.leakage import cross_split_duplicates
-
-    train_paths = None
-    for attr in ("train_image_paths", "train_paths"):
-        candidate = getattr(datamodule, attr, None)
-        if candidate is not None:
-            train_paths = candidate() if callable(candidate) else candidate
-            break
-    if train_paths is None:
-        return None, "The datamodule does not list its training images, so duplicates were not checked."
-    try:
-        groups = cross_split_duplicates(train_paths, test_paths)
-    except OSError as err:
-        return None, f"Duplicates not checked: {err}"
-    return groups, "Compared by file size and SHA-256 of the bytes."
 
 
 def evaluate(
@@ -783,7 +766,9 @@ def evaluate(
         raise ValueError(f"the {split!r} evaluation loader yielded no image; nothing to report")
     duplicates, note = (None, "Not requested.")
     if check_duplicates:
-        duplicates, note = _train_test_duplicates(datamodule, records.paths)
+        from brain_mtl.evaluation.leakage import datamodule_duplicates
+
+        duplicates, note = datamodule_duplicates(datamodule, split, records.paths)
     return build_report(
         records,
         mask_gate=mask_gate,
