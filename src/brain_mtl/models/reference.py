@@ -149,7 +149,9 @@ def load_state_dict_file(path_or_state_dict: str | os.PathLike | Mapping[str, Te
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
             detail = _unpickler_detail(str(error))
-            if "unsupported global" in detail.lower():
+            # "Unsupported global: GLOBAL exec ..." (older torch: "Unsupported class ..."): the pickle names a
+            # callable or class to rebuild, which is how pickles run code.
+            if "global" in detail.lower() or "unsupported class" in detail.lower():
                 raise ValueError(
                     f"Refused to load {source}: it refers to Python objects other than tensors, and rebuilding "
                     "them could run arbitrary code, so it was not read (torch.load(weights_only=True)). A state "

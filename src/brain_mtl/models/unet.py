@@ -161,7 +161,7 @@ class UNet(nn.Module):
     def _check(self, x: Tensor) -> None:
         # Shape checks are Python control flow: skip them while tracing for export so that the exported graph
         # keeps dynamic sizes and no TracerWarning is raised.
-        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        if not (torch.jit.is_tracing() or _is_compiling()):
             self.check_input_shape(x)
 
     def encode(self, x: Tensor) -> list[Tensor]:
@@ -270,6 +270,12 @@ class UNet(nn.Module):
             An ordered ``dict`` key -> tensor, in the notebook's key order.
         """
         return reference.to_reference_keys(self.state_dict(keep_vars=keep_vars))
+
+
+def _is_compiling() -> bool:
+    # torch.compiler.is_compiling appeared in torch 2.3; the project allows torch 2.2.
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling and is_compiling())
 
 
 def _nearest_multiples(size: int, stride: int) -> str:
