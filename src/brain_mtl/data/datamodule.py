@@ -1,0 +1,334 @@
+"""``BrainTumorDataModule``: indexes and checks a BRISC-layout folder, carves validation, pairs the two loaders."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Literal
+
+import albumentations as A
+import lightning as L
+import numpy as np
+from lightning.pytorch.utilities import CombinedLoader
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from brain_mtl.classes import NO_TUMOR
+from brain_mtl.data.datasets import (
+    BrainMRIDataset,
+    ClassificationDataset,
+    EvaluationDataset,
+    ImageCache,
+    SampleSpec,
+    SegmentationDataset,
+)
+from brain_mtl.data.errors import DatasetError
+from brain_mtl.data.index import DatasetIndex, ImageRecord, carve_validation, index_dataset
+from brain_mtl.data.synthetic import dataset_exists, generate_synthetic_dataset
+from brain_mtl.data.transforms import AUGMENT_LEVELS, build_resize, build_transforms
+
+log = logging.getLogger(__name__)
+
+TRAIN_MODES = ("max_size_cycle", "min_size", "max_size")
+
+
+def default_num_workers() -> int:
+    """Loader worker processes from the CPUs this process may use: one core is left to the training loop.
+
+    ``min(8, cpus - 1)``: 1 on 2 cores, 3 on 4, 7 on 8, 8 from 9 cores up; 0 (load in the main process) on 1 core.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(0, min(8, cpus - 1))
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: give each worker's albumentations pipeline its own random stream.
+
+    albumentations 2 keeps its random generator inside the pipeline; forked workers would all inherit the same
+    state and apply the same flips and rotations (and, without persistent workers, the same ones every epoch).
+    The worker's seed comes from torch (different per worker and per epoch, reproducible under
+    ``seed_everything``).
+    """
+    info = get_worker_info()
+    if info is None:
+        return
+    dataset = info.dataset
+    if isinstance(dataset, BrainMRIDataset):
+        dataset.transform.set_random_state(np.random.default_rng(info.seed), random.Random(info.seed))
+
+
+class BrainTumorDataModule(L.LightningDataModule):
+    """Brain MRI slices for the joint segmentation + classification model, from a folder in the BRISC layout.
+
+    ``setup`` indexes the folder and checks every file (one :class:`~brain_mtl.data.errors.DatasetError` lists
+    every problem), then carves a stratified, seeded validation split from train unless the folder has a ``val``
+    split; an image (same name or same bytes) never sits in train and validation at once, in either loader.
+
+    Loaders: training returns ``CombinedLoader({"seg": ..., "cls": ...})``; validation and test return
+    ``[segmentation loader, classification loader]`` (the segmentation loader holds the tumour images with masks,
+    the classification loader every image of the split, all four classes). Samples are dicts with ``image``
+    ``(3, H, W)`` normalised float, ``mask`` ``(1, H, W)`` float in {0, 1} (segmentation), ``label`` long,
+    ``path`` str, ``orig_size`` ``LongTensor([H, W])``.
+
+    Args:
+        root: dataset folder: classification_task/{train,test[,val]}/<class>/ and
+            segmentation_task/{train,test[,val]}/{images,masks}/.
+        image_size: side of the square network input in pixels (images are resized, or padded with
+            keep_aspect).
+        batch_size: images per batch, for each of the two training streams and for evaluation.
+        num_workers: loader worker processes per loader; null picks min(8, CPUs - 1) (1 on 2 cores).
+        val_fraction: share of each class's training images used for validation when the folder has no val
+            split (0 disables validation).
+        seed: seed of the validation split and of the synthetic data.
+        keep_aspect: scale the longest side to image_size and pad with black instead of stretching to a square.
+        augment: training augmentation strength: none, light, default (flip, +-15 deg rotation, mild
+            brightness/contrast/gamma) or strong.
+        healthy_in_segmentation: also train the segmentation stream on no-tumour images with an empty mask
+            (they are known tumour-free; this stops the segmenter from painting masks on healthy scans).
+        cache_images: decode and resize every train/val image once in setup and keep it in memory (about
+            image_size^2 * 3 bytes per image) instead of decoding it every epoch.
+        train_mode: how the two training loaders are paired when their lengths differ (CombinedLoader mode):
+            max_size_cycle (the shorter one restarts), min_size (stop with the shorter), max_size.
+        class_name_map: extra class spellings (folder names or file-name codes) -> class name, e.g.
+            {"notumor": "no_tumor", "glioma_tumor": "glioma"}; merged over the built-in table.
+        synthesize_if_missing: in prepare_data, write a synthetic dataset into root when root does not exist
+            or is empty (never over existing data).
+        synthetic_train: training images of the generated synthetic dataset.
+        synthetic_test: test images of the generated synthetic dataset.
+        pin_memory: page-locked batches for faster host-to-GPU copies (use with CUDA).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synthetic",
+        image_size: int = 256,
+        batch_size: int = 16,
+        num_workers: int | None = None,
+        val_fraction: float = 0.1,
+        seed: int = 42,
+        keep_aspect: bool = False,
+        augment: Literal["none", "light", "default", "strong"] = "default",
+        healthy_in_segmentation: bool = True,
+        cache_images: bool = False,
+        train_mode: Literal["max_size_cycle", "min_size", "max_size"] = "max_size_cycle",
+        class_name_map: dict[str, str] | None = None,
+        synthesize_if_missing: bool = False,
+        synthetic_train: int = 500,
+        synthetic_test: int = 100,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if augment not in AUGMENT_LEVELS:
+            raise ValueError(f"augment must be one of {AUGMENT_LEVELS}, got {augment!r}")
+        if train_mode not in TRAIN_MODES:
+            raise ValueError(f"train_mode must be one of {TRAIN_MODES}, got {train_mode!r}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if batch_size < 1 or image_size < 8:
+            raise ValueError(f"batch_size must be >= 1 and image_size >= 8, got {batch_size} and {image_size}")
+        self.root = Path(root)
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.keep_aspect = keep_aspect
+        self.augment = augment
+        self.healthy_in_segmentation = healthy_in_segmentation
+        self.cache_images = cache_images
+        self.train_mode = train_mode
+        self.class_name_map = dict(class_name_map) if class_name_map else None
+        self.synthesize_if_missing = synthesize_if_missing
+        self.synthetic_train = synthetic_train
+        self.synthetic_test = synthetic_test
+        self.pin_memory = pin_memory
+        self.index: DatasetIndex | None = None
+        self.cache: ImageCache | None = None
+
+    # ------------------------------------------------------------------------------------------------------
+    # Lightning hooks
+    # ------------------------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Generate the synthetic dataset into ``root`` when asked to and ``root`` holds nothing yet."""
+        if not self.synthesize_if_missing or dataset_exists(self.root):
+            return
+        if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
+            log.warning("not generating synthetic data into %s: it exists and is not empty", self.root)
+            return
+        log.info(
+            "generating a synthetic dataset (%d train / %d test images) in %s",
+            self.synthetic_train,
+            self.synthetic_test,
+            self.root,
+        )
+        report = generate_synthetic_dataset(self.root, self.synthetic_train, self.synthetic_test, seed=self.seed)
+        log.info("synthetic dataset written in %.1f s", report.seconds)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index and check the folder (once), carve validation, fill the image cache when enabled.
+
+        Raises:
+            DatasetError: the folder has problems; the message lists all of them, one per line.
+        """
+        if self.index is None:
+            index = index_dataset(self.root, class_name_map=self.class_name_map)
+            index.raise_for_errors()
+            for problem in index.warnings[:20]:
+                log.warning("dataset: %s", problem)
+            if len(index.warnings) > 20:
+                log.warning(
+                    "dataset: %d more warnings (python -m brain_mtl check-data --root %s)",
+                    len(index.warnings) - 20,
+                    self.root,
+                )
+            self.index = carve_validation(index, self.val_fraction, self.seed)
+        if self.cache_images and stage in (None, "fit", "validate"):
+            if self.cache is None:
+                self.cache = ImageCache(build_resize(self.image_size, self.keep_aspect))
+            specs = (
+                self._seg_specs("train") + self._cls_specs("train") + self._seg_specs("val") + self._cls_specs("val")
+            )
+            self.cache.fill(specs)
+
+    # ------------------------------------------------------------------------------------------------------
+    # Sample lists
+    # ------------------------------------------------------------------------------------------------------
+    def _require_index(self) -> DatasetIndex:
+        if self.index is None:
+            raise RuntimeError("call datamodule.setup() (the Trainer does) before asking for a dataloader")
+        return self.index
+
+    @staticmethod
+    def _spec(record: ImageRecord, mask_path: Path | None = None, mask_known: bool = True) -> SampleSpec:
+        size = (record.height, record.width) if record.height else None
+        return SampleSpec(record.path, record.label, mask_path, mask_known, record.digest, size)
+
+    def _seg_specs(self, split: str) -> list[SampleSpec]:
+        index = self._require_index()
+        specs = [self._spec(r, r.mask_path) for r in index.segmentation(split)]
+        if split == "train" and self.healthy_in_segmentation:
+            specs += [self._spec(r) for r in index.classification(split) if r.label == NO_TUMOR]
+        return specs
+
+    def _cls_specs(self, split: str) -> list[SampleSpec]:
+        return [self._spec(r) for r in self._require_index().classification(split)]
+
+    def _evaluation_specs(self, split: str) -> list[SampleSpec]:
+        index = self._require_index()
+        seg = [r for r in index.records if r.task == "segmentation"]
+        by_stem = {r.stem: r for r in seg if r.split == split}
+        by_digest: dict[str, ImageRecord] = {}
+        for r in seg:  # same split first, then any split (byte-identical images share their mask)
+            if r.digest and (r.digest not in by_digest or r.split == split):
+                by_digest[r.digest] = r
+        specs = []
+        for r in index.classification(split):
+            pair = by_stem.get(r.stem) or by_digest.get(r.digest)
+            if r.label == NO_TUMOR:
+                specs.append(self._spec(r, None, True))
+            elif pair is not None:
+                specs.append(self._spec(r, pair.mask_path, True))
+            else:
+                specs.append(self._spec(r, None, False))
+        return specs
+
+    def _check_split(self, split: str) -> None:
+        index = self._require_index()
+        if split not in index.splits:
+            if split == "val":
+                return
+            raise DatasetError(
+                f"{self.root}: no {split} split: classification_task/{split} and "
+                f"segmentation_task/{split} are missing or empty. Add them, or skip this stage."
+            )
+
+    # ------------------------------------------------------------------------------------------------------
+    # Loaders
+    # ------------------------------------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        workers = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            # A last batch of one image breaks batch norm in training; keep it when it is the only batch.
+            drop_last=train and len(dataset) > self.batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.pin_memory,
+            worker_init_fn=seed_worker if workers > 0 else None,
+        )
+
+    def _transform(self, split: str, stream: int = 0) -> A.Compose:
+        pipeline = build_transforms(split, self.image_size, self.keep_aspect, self.augment)
+        # A pipeline's own random stream, seeded so single-process runs repeat; workers reseed (seed_worker).
+        seed = int(np.random.SeedSequence([self.seed, stream]).generate_state(1)[0])
+        pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        return pipeline
+
+    def _cache_for(self, split: str) -> ImageCache | None:
+        return self.cache if split in ("train", "val") else None
+
+    def segmentation_dataset(self, split: str) -> SegmentationDataset:
+        """Segmentation samples of a split (training also holds no-tumour images when enabled)."""
+        return SegmentationDataset(self._seg_specs(split), self._transform(split), self._cache_for(split))
+
+    def classification_dataset(self, split: str) -> ClassificationDataset:
+        """Classification samples of a split (all classes)."""
+        return ClassificationDataset(self._cls_specs(split), self._transform(split, 1), self._cache_for(split))
+
+    def _dataloader_factory(self, split: str) -> CombinedLoader | list[DataLoader]:
+        self._check_split(split)
+        train = split == "train"
+        seg = self._loader(self.segmentation_dataset(split), train)
+        cls = self._loader(self.classification_dataset(split), train)
+        if train:
+            return CombinedLoader({"seg": seg, "cls": cls}, mode=self.train_mode)
+        return [seg, cls]
+
+    def train_dataloader(self) -> CombinedLoader:
+        """``CombinedLoader({"seg": ..., "cls": ...})`` over the training split, shuffled and augmented."""
+        return self._dataloader_factory("train")
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """``[segmentation loader, classification loader]`` over validation (empty list without validation)."""
+        if "val" not in self._require_index().splits:
+            return []
+        return self._dataloader_factory("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """``[segmentation loader, classification loader]`` over the test split."""
+        return self._dataloader_factory("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split's classification images (all classes), evaluation transforms."""
+        self._check_split("test")
+        return self._loader(self.classification_dataset("test"), train=False)
+
+    def evaluation_dataloader(self, split: str = "test") -> DataLoader:
+        """Every classification image of a split with its mask where known, for evaluation reports.
+
+        Each sample has ``image``, ``mask`` (the ground-truth mask of the image's segmentation pair, matched by
+        file name or content hash; zeros for no-tumour images and where no mask exists), ``has_mask`` (True when
+        the mask is known: a pair exists or the image is no-tumour), ``label``, ``path`` and ``orig_size``.
+
+        Args:
+            split: ``"train"``, ``"val"`` or ``"test"``.
+        """
+        self._check_split(split)
+        dataset = EvaluationDataset(self._evaluation_specs(split), self._transform("test"), self._cache_for(split))
+        return self._loader(dataset, train=False)
+
+    def state_dict(self) -> dict:
+        """Nothing to restore: the split is a function of the folder, ``val_fraction`` and ``seed``."""
+        return {}
+
+    def teardown(self, stage: str | None = None) -> None:
+        """Drop the image cache after fitting so test/predict do not hold it."""
+        if stage == "fit":
+            self.cache = None

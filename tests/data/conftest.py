@@ -1,0 +1,24 @@
+"""Fixtures of the data tests: a small synthetic dataset and a hand-made BRISC-layout folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from data_helpers import N_TEST, N_TRAIN, TreeBuilder
+
+from brain_mtl.data.synthetic import generate_synthetic_dataset
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic BRISC-layout dataset (N_TRAIN train / N_TEST test), shared read-only by the tests."""
+    root = tmp_path_factory.mktemp("synthetic") / "brisc"
+    generate_synthetic_dataset(root, N_TRAIN, N_TEST, seed=3)
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> TreeBuilder:
+    """A valid hand-made dataset (3 images per class in train and test) to break in a test."""
+    return TreeBuilder(tmp_path / "data").valid()

@@ -1,0 +1,251 @@
+from __future__ import annotations
+
+import inspect
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from data_helpers import N_TEST, N_TRAIN, TreeBuilder
+from lightning.pytorch.utilities import CombinedLoader
+
+from brain_mtl.classes import NO_TUMOR
+from brain_mtl.data import BrainTumorDataModule, DatasetError
+from brain_mtl.data.datamodule import default_num_workers
+from brain_mtl.data.index import file_digest
+
+
+def make_dm(root: Path, **kwargs) -> BrainTumorDataModule:
+    options = {"image_size": 64, "batch_size": 4, "num_workers": 0, "seed": 0}
+    options.update(kwargs)
+    return BrainTumorDataModule(root=str(root), **options)
+
+
+def all_batches(loader) -> list[dict]:
+    return list(loader)
+
+
+def test_train_batches_have_the_contracted_structure(synthetic_root: Path) -> None:
+    dm = make_dm(synthetic_root)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert isinstance(loader, CombinedLoader)
+    batch, _, _ = next(iter(loader))
+    seg, cls = batch["seg"], batch["cls"]
+    assert seg["image"].shape == (4, 3, 64, 64) and seg["image"].dtype == torch.float32
+    assert seg["mask"].shape == (4, 1, 64, 64) and seg["mask"].dtype == torch.float32
+    assert set(seg["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert seg["label"].dtype == torch.long and seg["label"].shape == (4,)
+    assert isinstance(seg["path"], list) and len(seg["path"]) == 4
+    assert seg["orig_size"].dtype == torch.long and seg["orig_size"].shape == (4, 2)
+    assert set(cls) == {"image", "label", "path", "orig_size"}
+    # Normalised with ImageNet statistics: not 0..1 pixel values.
+    assert seg["image"].min() < -1.0
+
+
+def test_orig_size_is_the_file_size(synthetic_root: Path) -> None:
+    import cv2
+
+    dm = make_dm(synthetic_root)
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()[1]))
+    for path, size in zip(batch["path"], batch["orig_size"], strict=True):
+        h, w = cv2.imread(path, cv2.IMREAD_UNCHANGED).shape[:2]
+        assert size.tolist() == [h, w]
+
+
+def test_val_and_test_loaders_are_seg_then_cls(synthetic_root: Path) -> None:
+    dm = make_dm(synthetic_root, val_fraction=0.25)
+    dm.setup("fit")
+    dm.setup("test")
+    for loaders in (dm.val_dataloader(), dm.test_dataloader()):
+        seg, cls = loaders
+        seg_batches, cls_batches = all_batches(seg), all_batches(cls)
+        assert all("mask" in b for b in seg_batches) and all("mask" not in b for b in cls_batches)
+        seg_labels = torch.cat([b["label"] for b in seg_batches])
+        cls_labels = torch.cat([b["label"] for b in cls_batches])
+        assert NO_TUMOR not in seg_labels.tolist()  # segmentation metrics: tumour images
+        assert set(cls_labels.tolist()) == {0, 1, 2, 3}  # the class loader covers all four classes
+    assert len(dm.test_dataloader()[1].dataset) == N_TEST
+
+
+def test_healthy_images_join_the_segmentation_stream_with_empty_masks(synthetic_root: Path) -> None:
+    dm = make_dm(synthetic_root, augment="none")
+    dm.setup("fit")
+    index = dm.index
+    n_tumour = len(index.segmentation("train"))
+    n_healthy = sum(r.label == NO_TUMOR for r in index.classification("train"))
+    dataset = dm.segmentation_dataset("train")
+    assert len(dataset) == n_tumour + n_healthy
+    healthy = [dataset[i] for i in range(len(dataset)) if dataset.specs[i].label == NO_TUMOR]
+    assert len(healthy) == n_healthy > 0
+    assert all(s["mask"].sum() == 0 for s in healthy)
+    tumour = [dataset[i] for i in range(3)]
+    assert all(s["mask"].sum() > 0 for s in tumour)
+
+    off = make_dm(synthetic_root, healthy_in_segmentation=False)
+    off.setup("fit")
+    assert len(off.segmentation_dataset("train")) == n_tumour
+
+
+def test_no_leakage_between_train_and_validation_in_either_loader(synthetic_root: Path) -> None:
+    dm = make_dm(synthetic_root, val_fraction=0.3, seed=11)
+    dm.setup("fit")
+    train_paths = {p for b in dm.train_dataloader() for stream in b[0].values() for p in stream["path"]}
+    val_paths = {p for loader in dm.val_dataloader() for b in loader for p in b["path"]}
+    assert val_paths
+    digest = lambda p: file_digest(Path(p).read_bytes())  # noqa: E731
+    assert not {digest(p) for p in train_paths} & {digest(p) for p in val_paths}
+    assert not {Path(p).stem for p in train_paths} & {Path(p).stem for p in val_paths}
+    # Every training image is seen (nothing lost), validation is about 30% of train.
+    n_val = len(dm.val_dataloader()[1].dataset)
+    assert abs(n_val - 0.3 * N_TRAIN) <= 4
+    assert len(dm.train_dataloader().iterables["cls"].dataset) + n_val == N_TRAIN
+
+
+def test_train_mode_is_passed_to_combined_loader(tree: TreeBuilder) -> None:
+    dm = make_dm(tree.root, val_fraction=0.0, batch_size=2, healthy_in_segmentation=False, train_mode="min_size")
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert loader._mode == "min_size"
+    # 9 segmentation images, 12 classification images, batches of 2 (last one dropped): 4 vs 6 -> 4.
+    assert len(list(loader)) == 4
+    dm_cycle = make_dm(tree.root, val_fraction=0.0, batch_size=2, healthy_in_segmentation=False)
+    dm_cycle.setup("fit")
+    assert len(list(dm_cycle.train_dataloader())) == 6
+    assert dm_cycle.val_dataloader() == []
+
+
+def test_evaluation_dataloader_masks_and_has_mask(tree: TreeBuilder) -> None:
+    # A tumour image without a segmentation pair: mask unknown.
+    lonely = tree.cls("test", "glioma", "gl")
+    dm = make_dm(tree.root, batch_size=64)
+    dm.setup("test")
+    batch = next(iter(dm.evaluation_dataloader("test")))
+    assert len(batch["path"]) == 13
+    for path, label, has_mask, mask in zip(
+        batch["path"], batch["label"], batch["has_mask"], batch["mask"], strict=True
+    ):
+        if path == str(lonely):
+            assert not has_mask and mask.sum() == 0
+        elif label == NO_TUMOR:
+            assert has_mask and mask.sum() == 0
+        else:
+            assert has_mask and mask.sum() > 0
+
+
+def test_evaluation_masks_are_matched_by_content_when_names_differ(tree: TreeBuilder) -> None:
+    cls_path, _, _ = tree.pair("test", "meningioma", "me")
+    renamed = cls_path.with_name("renamed_copy.jpg")
+    cls_path.rename(renamed)
+    dm = make_dm(tree.root, batch_size=64)
+    dm.setup("test")
+    batch = next(iter(dm.evaluation_dataloader("test")))
+    i = batch["path"].index(str(renamed))
+    assert batch["has_mask"][i] and batch["mask"][i].sum() > 0
+
+
+def test_predict_dataloader_covers_the_test_classification_images(synthetic_root: Path) -> None:
+    dm = make_dm(synthetic_root, batch_size=64)
+    dm.setup("predict")
+    batch = next(iter(dm.predict_dataloader()))
+    assert len(batch["path"]) == N_TEST and set(batch["label"].tolist()) == {0, 1, 2, 3}
+
+
+def test_cache_gives_the_same_samples(synthetic_root: Path) -> None:
+    plain = make_dm(synthetic_root, keep_aspect=True)
+    cached = make_dm(synthetic_root, keep_aspect=True, cache_images=True)
+    for dm in (plain, cached):
+        dm.setup("fit")
+    assert cached.cache is not None and len(cached.cache.images) > 0 and plain.cache is None
+    for a, b in zip(plain.val_dataloader(), cached.val_dataloader(), strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x["path"] == y["path"]
+            assert torch.equal(x["image"], y["image"])
+            assert torch.equal(x["orig_size"], y["orig_size"])
+            if "mask" in x:
+                assert torch.equal(x["mask"], y["mask"])
+
+
+def test_setup_stops_with_every_problem(tree: TreeBuilder) -> None:
+    _, _, mask = tree.pair("train", "glioma", "gl")
+    mask.unlink()
+    bad = tree.cls("train", "pituitary", "xx")
+    dm = make_dm(tree.root)
+    with pytest.raises(DatasetError) as info:
+        dm.setup("fit")
+    assert "missing mask" in str(info.value) and str(bad) in str(info.value)
+
+
+def test_missing_test_split_is_a_clear_error(tmp_path: Path) -> None:
+    t = TreeBuilder(tmp_path / "d").valid(splits=("train",))
+    dm = make_dm(t.root)
+    dm.setup("fit")
+    with pytest.raises(DatasetError, match="no test split"):
+        dm.test_dataloader()
+
+
+def test_prepare_data_generates_only_when_missing(tmp_path: Path) -> None:
+    root = tmp_path / "synthetic"
+    dm = make_dm(root, synthesize_if_missing=True, synthetic_train=12, synthetic_test=6)
+    dm.prepare_data()
+    assert (root / "classification_task" / "train").is_dir()
+    dm.setup("fit")
+    assert len(dm.index.records) > 0
+    before = sorted(p.name for p in root.rglob("*.jpg"))
+    make_dm(root, synthesize_if_missing=True, synthetic_train=30).prepare_data()
+    assert sorted(p.name for p in root.rglob("*.jpg")) == before  # an existing dataset is never overwritten
+
+    other = tmp_path / "someone_elses"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    make_dm(other, synthesize_if_missing=True).prepare_data()
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    make_dm(tmp_path / "off").prepare_data()
+    assert not (tmp_path / "off").exists()
+
+
+def test_hyperparameters_and_docstring_cover_every_argument() -> None:
+    dm = BrainTumorDataModule(image_size=96, keep_aspect=True)
+    assert dm.hparams.image_size == 96 and dm.hparams.keep_aspect is True
+    signature = inspect.signature(BrainTumorDataModule.__init__)
+    doc = BrainTumorDataModule.__doc__
+    for name, parameter in signature.parameters.items():
+        if name == "self":
+            continue
+        assert f"    {name}:" in doc, name
+        assert parameter.annotation is not inspect.Parameter.empty, name
+
+
+def test_constructor_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="augment"):
+        BrainTumorDataModule(augment="extreme")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="val_fraction"):
+        BrainTumorDataModule(val_fraction=1.0)
+
+
+def test_default_workers_leave_a_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for cpus, expected in ((1, 0), (2, 1), (4, 3), (32, 8)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)), raising=False)
+        assert default_num_workers() == expected
+    assert BrainTumorDataModule().num_workers == default_num_workers()
+
+
+def test_workers_get_different_augmentations(tmp_path: Path) -> None:
+    """albumentations' generator is copied into forked workers; seed_worker must make them differ."""
+    t = TreeBuilder(tmp_path / "d")
+    source = t.pair("train", "glioma", "gl")[0]
+    for _ in range(7):  # eight copies of one image: any difference comes from augmentation
+        cls_path, seg, _ = t.pair("train", "glioma", "gl")
+        for path in (cls_path, seg):
+            shutil.copy(source, path)
+    for folder, code in (("meningioma", "me"), ("pituitary", "pi"), ("no_tumor", "no")):
+        t.cls("train", folder, code)
+    dm = make_dm(t.root, num_workers=2, batch_size=1, val_fraction=0.0, augment="strong", healthy_in_segmentation=False)
+    dm.setup("fit")
+    loader = dm.train_dataloader().iterables["seg"]
+    images = [b["image"] for b in loader]
+    worker0, worker1 = images[0::2], images[1::2]
+    assert not all(torch.equal(a, b) for a, b in zip(worker0, worker1, strict=False))
