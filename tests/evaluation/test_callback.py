@@ -4,11 +4,12 @@ import json
 
 import lightning.pytorch as pl
 import pytest
-from eval_fakes import FakeDataModule, FakeNet, make_samples
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from brain_mtl.evaluation import EvaluationReport
+
+from .eval_fakes import FakeDataModule, FakeNet, make_samples
 
 
 class TinyModule(pl.LightningModule):

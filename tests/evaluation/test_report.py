@@ -7,13 +7,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from eval_fakes import CASES, GL, SIZE, FakeDataModule, FakeNet, make_samples
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.data.index import DatasetIndex, ImageRecord
 from brain_mtl.evaluation import ImageRecords, build_report, cross_split_duplicates, evaluate, write_report
 from brain_mtl.evaluation import metrics as M
 from brain_mtl.evaluation.leakage import datamodule_duplicates, index_duplicates
+
+from .eval_fakes import CASES, GL, SIZE, FakeDataModule, FakeNet, make_samples
 
 
 def test_evaluate_matches_direct_counts(tmp_path):

@@ -761,6 +761,8 @@ def evaluate(
         mask_threshold = float(hparams.get("mask_threshold", 0.5))
     if false_mask_min_area is None:
         false_mask_min_area = int(hparams.get("false_mask_min_area", 10))
+    if getattr(datamodule, "index", True) is None and hasattr(datamodule, "setup"):
+        datamodule.setup("test")  # a BrainTumorDataModule fresh from its constructor has not indexed its root yet
     records = collect_records(module, datamodule.evaluation_dataloader(split), mask_threshold=mask_threshold)
     if len(records) == 0:
         raise ValueError(f"the {split!r} evaluation loader yielded no image; nothing to report")

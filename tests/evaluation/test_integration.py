@@ -1,0 +1,42 @@
+"""The report on the real datamodule and task module, over a tiny synthetic BRISC-layout folder."""
+
+import shutil
+
+import numpy as np
+
+from brain_mtl.classes import NO_TUMOR
+from brain_mtl.data.datamodule import BrainTumorDataModule
+from brain_mtl.data.synthetic import generate_synthetic_dataset
+from brain_mtl.evaluation import evaluate, write_report
+from brain_mtl.module import BrainTumorModule
+
+
+def test_report_on_synthetic_folder_lists_planted_leak(tmp_path):
+    root = tmp_path / "brisc"
+    generate_synthetic_dataset(root, 12, 8, seed=1, duplicates=False)
+    # Plant one leak: a training no-tumour image copied byte-for-byte into the test split under a test name.
+    source = sorted((root / "classification_task" / "train" / "no_tumor").iterdir())[0]
+    view = source.stem.split("_")[4]
+    leaked = root / "classification_task" / "test" / "no_tumor" / f"brisc2025_test_00099_no_{view}_t1{source.suffix}"
+    shutil.copyfile(source, leaked)
+
+    datamodule = BrainTumorDataModule(root=str(root), image_size=32, batch_size=4, num_workers=0, augment="none")
+    module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8)
+    report = evaluate(module, datamodule, bootstrap=20)  # sets the datamodule up itself
+
+    index = datamodule.index
+    test_cls = index.classification("test")
+    meta = report["meta"]
+    assert meta["n_images"] == len(test_cls) == 9
+    assert meta["n_no_tumour_images"] == sum(r.label == NO_TUMOR for r in test_cls)
+    assert meta["n_tumour_images_with_mask"] == len(index.segmentation("test"))
+    assert meta["evaluated_grid_sizes"] == ["32x32"]
+    assert report["leakage"]["checked"] and report["leakage"]["n_groups"] == 1
+    group = report["leakage"]["groups"][0]
+    assert group["evaluated"] == [str(leaked)] and group["train"] == [str(source)]
+    # Every tumour image of the synthetic test split has a mask, so all-image Dice covers every image.
+    assert report["ungated"]["all_images"]["n_images"] == 9
+    probs = np.array([[v for k, v in row.items() if k.startswith("p_")] for row in report["per_image"]])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    _, md_path = write_report(report, tmp_path / "report")
+    assert str(leaked.name) in md_path.read_text()
