@@ -40,3 +40,40 @@ def test_report_on_synthetic_folder_lists_planted_leak(tmp_path):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     _, md_path = write_report(report, tmp_path / "report")
     assert str(leaked.name) in md_path.read_text()
+
+
+def test_cli_test_writes_the_report_into_the_log_folder(tmp_path, caplog):
+    import json
+
+    import yaml
+
+    from brain_mtl.cli import main
+
+    root = tmp_path / "brisc"
+    generate_synthetic_dataset(root, 12, 8, seed=2, duplicates=False)
+    config = {
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "default_root_dir": str(tmp_path / "run"),
+            "enable_progress_bar": False,
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": str(tmp_path / "run"), "name": "tb"},
+            },
+            "callbacks": [
+                {"class_path": "brain_mtl.evaluation.EvaluationReport", "init_args": {"bootstrap": 20}},
+            ],
+        },
+        "model": {"base_channels": 4, "depth": 2, "classifier_hidden": 8, "mask_threshold": 0.4},
+        "data": {"root": str(root), "image_size": 32, "batch_size": 4, "num_workers": 0},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with caplog.at_level("INFO"):
+        assert main(["test", "--config", str(path)]) == 0
+    out = tmp_path / "run" / "tb" / "version_0"
+    assert f"Evaluation report written to {out / 'report.md'}" in caplog.text
+    report = json.loads((out / "report.json").read_text())
+    assert report["meta"]["n_images"] == 8 and report["meta"]["mask_threshold"] == 0.4
+    assert (out / "report.md").read_text().startswith("# Evaluation report")

@@ -611,7 +611,11 @@ def report_markdown(report: dict) -> str:
     for key in report["ungated"]["headline"]:
         item = report["ungated"]["headline"][key]
         gated = report["gated"]["headline"][key] if report["gated"] else None
-        gated_cell = f"{_fmt(gated['value'])} {_ci(gated)}" if gated else "-"
+        gated_cell = "-"
+        if gated:
+            gated_cell = _fmt(gated["value"]) if _ci(gated) == "n/a" else f"{_fmt(gated['value'])} {_ci(gated)}"
+            if gated["n_images"] != item["n_images"]:
+                gated_cell += f" (n = {gated['n_images']})"
         rows.append([item["name"], key, _fmt(item["value"]), _ci(item), gated_cell, item["n_images"], item["over"]])
     lines += _table(("figure", "key", "value", "95% interval", "with mask gate (value, interval)", "n", "over"), rows)
     lines += ["", f"ECE (15 bins, all {cls['n_images']} images): {_fmt(cls['ece'])}"]
