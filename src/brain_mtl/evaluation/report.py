@@ -32,6 +32,8 @@ from brain_mtl.evaluation import metrics as M
 CONVENTIONS: dict[str, str] = {
     "resolution": "Masks are compared at the resolution of the evaluation loader (the network's input grid), "
     "not at the original image size; areas and HD95 are in pixels of that grid.",
+    "forward": "One pass over every image of the split, model in eval mode, float32 (no autocast), no test-time "
+    "augmentation.",
     "threshold": "A pixel is predicted tumour when sigmoid(mask logit) > mask_threshold.",
     "pooled": "Pooled Dice/IoU/pixel accuracy: TP, FP, FN (TN) summed over all pixels of the images, then one ratio "
     "(the reference notebook's and the BRISC paper's convention).",
