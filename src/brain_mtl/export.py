@@ -1,0 +1,355 @@
+"""Export a trained network: ONNX (checked with ONNX Runtime), its own state dict, or the reference notebook's layout.
+
+``python -m brain_mtl export --ckpt_path last.ckpt --format onnx --output model.onnx``
+
+The ONNX graph has one input, ``image`` ``(B, 3, H, W)`` (ImageNet-normalised, ``H`` and ``W`` multiples of
+``2**depth``), and two named outputs, ``mask_logits`` ``(B, 1, H, W)`` and ``class_logits`` ``(B, C)``; batch,
+height and width are dynamic. The preprocessing a caller must reproduce (image size, letterbox, mean and std,
+class names, mask threshold) is stored in the model's metadata (``onnx.load(f).metadata_props``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "ONNX_INPUT",
+    "ONNX_OUTPUTS",
+    "OnnxExportWrapper",
+    "check_onnx",
+    "export_main",
+    "export_onnx",
+    "export_reference",
+    "export_state_dict",
+]
+
+ONNX_INPUT = "image"
+"""Name of the ONNX graph's input."""
+ONNX_OUTPUTS = ("mask_logits", "class_logits")
+"""Names of the ONNX graph's outputs, in order."""
+
+Exporter = Literal["auto", "torchscript", "dynamo"]
+
+
+class OnnxExportWrapper(nn.Module):
+    """Returns the network's outputs as a plain tuple ``(mask_logits, class_logits)``, the form ONNX export takes.
+
+    Args:
+        model: a network whose ``forward`` returns :class:`~brain_mtl.models.UNetOutput` (or a 2-tuple).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, 3, H, W)`` -> ``(mask_logits (B, 1, H, W), class_logits (B, C))``."""
+        mask_logits, class_logits = self.model(image)
+        return mask_logits, class_logits
+
+
+def _require(module: str, purpose: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"{purpose} needs the `{module}` package, which is not installed. Install the export extras: "
+            "pip install 'brain-mtl[export]'  (onnx, onnxscript, onnxruntime)."
+        ) from error
+
+
+def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    values = [int(v) for v in size]
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    image_size: int | Sequence[int] = 256,
+    *,
+    opset: int = 17,
+    exporter: Exporter = "auto",
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write the network as ONNX with dynamic batch, height and width.
+
+    Args:
+        model: the network (e.g. :class:`~brain_mtl.models.UNet`); exported in eval mode, its own mode restored.
+        path: the ``.onnx`` file to write (parent folders are created).
+        image_size: side or ``(height, width)`` of the example input used for tracing; any multiple of
+            ``2**depth`` works afterwards.
+        opset: ONNX opset (17 by default; the dynamo exporter uses at least 18).
+        exporter: ``torchscript`` (``torch.onnx.export(dynamo=False)``: fast, dynamic axes by name), ``dynamo``
+            (``torch.export`` based) or ``auto`` (torchscript where this PyTorch still has it, else dynamo).
+        metadata: extra ``key -> value`` pairs stored in the model's ``metadata_props`` (non-strings as JSON).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: ``onnx`` (or, for the dynamo exporter, ``onnxscript``) is not installed; the message says
+            how to install it.
+    """
+    onnx = _require("onnx", "ONNX export")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = _size_pair(image_size)
+    wrapper = OnnxExportWrapper(model)
+    was_training = model.training
+    wrapper.eval()
+    example = torch.randn(1, int(getattr(model, "in_channels", 3)), height, width)
+    try:
+        example = example.to(next(model.parameters()).device)
+    except StopIteration:
+        pass
+    if exporter == "auto":
+        exporter = "torchscript" if _has_torchscript_exporter() else "dynamo"
+    try:
+        with torch.no_grad():
+            if exporter == "torchscript":
+                with warnings.catch_warnings():
+                    # The TorchScript exporter is deprecated upstream; it stays the default here because it
+                    # exports this network in well under a second with named dynamic axes.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+                    torch.onnx.export(
+                        wrapper,
+                        (example,),
+                        str(path),
+                        input_names=[ONNX_INPUT],
+                        output_names=list(ONNX_OUTPUTS),
+                        dynamic_axes={
+                            ONNX_INPUT: {0: "batch", 2: "height", 3: "width"},
+                            ONNX_OUTPUTS[0]: {0: "batch", 2: "height", 3: "width"},
+                            ONNX_OUTPUTS[1]: {0: "batch"},
+                        },
+                        opset_version=opset,
+                        dynamo=False,
+                    )
+            elif exporter == "dynamo":
+                _require("onnxscript", "ONNX export with the dynamo exporter")
+                dims = {0: torch.export.Dim("batch", max=4096), 2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
+                program = torch.onnx.export(
+                    wrapper,
+                    (example,),
+                    input_names=[ONNX_INPUT],
+                    output_names=list(ONNX_OUTPUTS),
+                    dynamic_shapes=(dims,),
+                    # The dynamo exporter starts at opset 18; asking for less triggers a down-conversion that
+                    # fails for Reduce* ops and prints a traceback.
+                    opset_version=max(opset, 18),
+                    dynamo=True,
+                    verbose=False,
+                )
+                program.save(str(path))
+            else:
+                raise ValueError(f"exporter must be 'auto', 'torchscript' or 'dynamo', got {exporter!r}")
+    finally:
+        model.train(was_training)
+    if metadata:
+        proto = onnx.load(str(path))
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key = str(key)
+            entry.value = value if isinstance(value, str) else json.dumps(value)
+        onnx.save(proto, str(path))
+    return path
+
+
+def _has_torchscript_exporter() -> bool:
+    import inspect
+
+    try:
+        return "dynamo" in inspect.signature(torch.onnx.export).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def check_onnx(
+    path: str | os.PathLike,
+    model: nn.Module,
+    shapes: Iterable[tuple[int, int, int]],
+    *,
+    seed: int = 0,
+) -> dict[tuple[int, int, int], float]:
+    """Run an ONNX file with ONNX Runtime (CPU) and the network with PyTorch on the same random inputs.
+
+    Args:
+        path: the ``.onnx`` file.
+        model: the network it was exported from (compared in eval mode, float32, on the CPU).
+        shapes: ``(batch, height, width)`` of each input to compare.
+        seed: seed of the random inputs.
+
+    Returns:
+        ``{(batch, height, width): max abs difference}`` over both outputs (mask and class logits).
+
+    Raises:
+        ImportError: onnxruntime is not installed.
+        ValueError: the ONNX outputs are not named ``mask_logits`` and ``class_logits``.
+    """
+    ort = _require("onnxruntime", "Checking an ONNX export")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = tuple(output.name for output in session.get_outputs())
+    if names != ONNX_OUTPUTS:
+        raise ValueError(f"{path}: ONNX outputs are {names}, expected {ONNX_OUTPUTS}")
+    wrapper = OnnxExportWrapper(model)
+    was_training = model.training
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    in_channels = int(getattr(model, "in_channels", 3))
+    diffs: dict[tuple[int, int, int], float] = {}
+    try:
+        model.eval()
+        for batch, height, width in shapes:
+            x = torch.randn(batch, in_channels, height, width, generator=generator)
+            onnx_outputs = session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: x.numpy()})
+            with torch.no_grad():
+                torch_outputs = wrapper(x.to(device))
+            diffs[(batch, height, width)] = max(
+                float((torch.from_numpy(o) - t.float().cpu()).abs().max())
+                for o, t in zip(onnx_outputs, torch_outputs, strict=True)
+            )
+    finally:
+        model.train(was_training)
+    return diffs
+
+
+def export_state_dict(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write the network's own ``state_dict()`` (keys ``encoder.0...``) with ``torch.save``.
+
+    Load it with ``UNet(**same_arguments).load_state_dict(torch.load(path))``, or with
+    :meth:`brain_mtl.Predictor.from_checkpoint`, which reads the architecture from the weights.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+    return path
+
+
+def export_reference(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write the weights in the reference notebook's ``CustomUNet`` layout (``inc``, ``down1``, ... ``classifier``).
+
+    The notebook's ``model.load_state_dict(torch.load(path))`` accepts it when the network has the notebook's
+    shape (``base_channels=64``, ``depth=4``, ``classifier_hidden=256``); :meth:`UNet.from_reference` loads any.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in model.reference_state_dict().items()}, path)
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brain_mtl export",
+        description="Export a trained checkpoint to ONNX (checked with ONNX Runtime), to the network's state dict, "
+        "or to the reference notebook's state-dict layout.",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint (.ckpt) or a state-dict file")
+    parser.add_argument(
+        "--format",
+        choices=["onnx", "state_dict", "reference"],
+        default="onnx",
+        help="onnx: graph with outputs mask_logits and class_logits, dynamic batch and size; state_dict: "
+        "torch.save(unet.state_dict()); reference: the notebook's CustomUNet key layout",
+    )
+    parser.add_argument("--output", required=True, help="file to write")
+    parser.add_argument(
+        "--image_size",
+        type=int,
+        nargs="+",
+        default=None,
+        help="ONNX example input side (or height width); default: the checkpoint's training size",
+    )
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--exporter", choices=["auto", "torchscript", "dynamo"], default="auto")
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=1e-3,
+        help="largest accepted max abs difference between ONNX Runtime and PyTorch logits (default 1e-3)",
+    )
+    parser.add_argument("--no_check", action="store_true", help="skip the ONNX Runtime comparison")
+    return parser
+
+
+def export_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m brain_mtl export``: see ``--help``. Returns the exit status."""
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from brain_mtl.inference import load_checkpoint
+
+    try:
+        loaded = load_checkpoint(args.ckpt_path)
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    model = loaded.model.cpu().eval()
+    output = Path(args.output)
+    if args.format == "state_dict":
+        export_state_dict(model, output)
+        print(f"wrote {output} (UNet state dict; architecture: {_config_text(model)})")
+        return 0
+    if args.format == "reference":
+        export_reference(model, output)
+        print(f"wrote {output} (reference-notebook layout; architecture: {_config_text(model)})")
+        return 0
+
+    stride = int(getattr(model, "output_stride", 1))
+    if args.image_size is not None and len(args.image_size) not in (1, 2):
+        print("error: --image_size takes one side or a height and a width", file=sys.stderr)
+        return 2
+    size = _size_pair(args.image_size or loaded.preprocessing.image_size)
+    if size[0] % stride or size[1] % stride:
+        print(f"error: --image_size {size} must be a multiple of {stride} (2**depth)", file=sys.stderr)
+        return 2
+    metadata = {
+        "producer": "brain_mtl",
+        "class_names": list(loaded.class_names),
+        "image_size": loaded.preprocessing.image_size,
+        "keep_aspect": loaded.preprocessing.keep_aspect,
+        "mean": list(loaded.preprocessing.mean),
+        "std": list(loaded.preprocessing.std),
+        "mask_threshold": loaded.mask_threshold,
+        "output_stride": stride,
+        "input_layout": "RGB, (B, 3, H, W), float32, (x / 255 - mean) / std",
+    }
+    try:
+        export_onnx(model, output, size, opset=args.opset, exporter=args.exporter, metadata=metadata)
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {output} (inputs: {ONNX_INPUT}; outputs: {', '.join(ONNX_OUTPUTS)}; dynamic batch and size)")
+    if args.no_check:
+        return 0
+    # Two sizes, one of them non-square and batched, so that a graph frozen to the example shape is caught.
+    shapes = [(1, *size), (2, size[0] + stride, size[1] + 2 * stride)]
+    try:
+        diffs = check_onnx(output, model, shapes)
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    worst = max(diffs.values())
+    for (batch, height, width), diff in diffs.items():
+        print(f"onnxruntime vs torch, input ({batch}, 3, {height}, {width}): max abs diff {diff:.3g}")
+    if worst > args.atol:
+        print(f"error: max abs diff {worst:.3g} exceeds --atol {args.atol:g}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _config_text(model: nn.Module) -> str:
+    keys = ("in_channels", "num_classes", "base_channels", "depth", "attention", "classifier_hidden")
+    return ", ".join(f"{k}={getattr(model, k)!r}" for k in keys if hasattr(model, k))

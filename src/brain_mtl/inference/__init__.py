@@ -1,0 +1,58 @@
+"""Prediction on image files: masks at the original size, classes, overlays, Grad-CAM, and a Lightning writer.
+
+Three ways in:
+
+- Python: ``Predictor.from_checkpoint("last.ckpt").predict("scan.jpg")`` returns a :class:`Prediction` (mask at
+  the image's own size, class name, class probabilities); :meth:`Predictor.predict_batch` and
+  :meth:`Predictor.iter_predict` run many files in batches.
+- ``python -m brain_mtl predict-images --ckpt_path P --input DIR_OR_FILES --output OUT [--gradcam] [--tta]``
+  writes ``<stem>_mask.png``, ``<stem>_overlay.png`` (and ``<stem>_gradcam.png``) per image, plus
+  ``predictions.csv`` and ``predictions.json`` (one row per image; unreadable files listed under ``failed``).
+- ``python -m brain_mtl predict ... --trainer.callbacks+=brain_mtl.inference.PredictionWriter
+  --trainer.callbacks.output_dir OUT``: LightningCLI's loop, writing the same files through
+  :class:`PredictionWriter`.
+
+Images are preprocessed exactly as in evaluation (the data package's ``test`` transform: resize, or letterbox
+when the model was trained with ``keep_aspect``, then ImageNet normalisation), with the settings stored in the
+checkpoint. Network outputs are mapped back to the original pixels: the letterbox padding is cut off before
+resizing, so a mask lands where the tumour is on non-square images too.
+
+Layout: ``preprocessing`` (transform and geometry), ``checkpoint`` (loading), ``predictor`` (the API),
+``outputs`` (files), ``writer`` (Lightning callback), ``cli`` (``predict-images``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from brain_mtl.inference.checkpoint import LoadedCheckpoint, load_checkpoint
+from brain_mtl.inference.cli import collect_inputs, predict_images_main
+from brain_mtl.inference.outputs import OutputWriter
+from brain_mtl.inference.predictor import Failure, Prediction, Predictor, build_prediction
+from brain_mtl.inference.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    from brain_mtl.inference.writer import PredictionWriter
+
+__all__ = [
+    "Failure",
+    "LoadedCheckpoint",
+    "OutputWriter",
+    "Prediction",
+    "PredictionWriter",
+    "Predictor",
+    "Preprocessing",
+    "build_prediction",
+    "collect_inputs",
+    "load_checkpoint",
+    "predict_images_main",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The Lightning callback is imported on first use: Predictor and predict-images do not pay Lightning's import.
+    if name == "PredictionWriter":
+        from brain_mtl.inference.writer import PredictionWriter
+
+        return PredictionWriter
+    raise AttributeError(f"module 'brain_mtl.inference' has no attribute {name!r}")

@@ -1,0 +1,141 @@
+"""Restore a network for prediction from a Lightning checkpoint or a state-dict file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from brain_mtl.classes import CLASS_NAMES
+from brain_mtl.inference.preprocessing import DEFAULT_IMAGE_SIZE, Preprocessing
+
+__all__ = ["LoadedCheckpoint", "class_names_for", "load_checkpoint"]
+
+
+def class_names_for(num_classes: int) -> tuple[str, ...]:
+    """The library's class names for a 4-class head, else ``class_0``, ``class_1``, ..."""
+    if num_classes == len(CLASS_NAMES):
+        return tuple(CLASS_NAMES)
+    return tuple(f"class_{i}" for i in range(num_classes))
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A network restored from a file, with what prediction needs to know about it.
+
+    Attributes:
+        model: the network (a :class:`~brain_mtl.models.UNet` or the checkpoint module's ``model``), CPU, eval.
+        preprocessing: image size and letterboxing used in training.
+        mask_threshold: probability above which a pixel is tumour.
+        class_names: the class names, in logit order.
+        module: the LightningModule for Lightning checkpoints, else None.
+        source: the file read.
+    """
+
+    model: nn.Module
+    preprocessing: Preprocessing
+    mask_threshold: float = 0.5
+    class_names: tuple[str, ...] = tuple(CLASS_NAMES)
+    module: Any = None
+    source: str = ""
+
+
+def _torch_load(path: Path, weights_only: bool) -> Any:
+    try:
+        # mmap: tensors are not read here; a Lightning checkpoint's weights are read once, by load_from_checkpoint.
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=weights_only)  # legacy (non-zip) format
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    keep_aspect: bool | None = None,
+    mask_threshold: float | None = None,
+    model_class: type | None = None,
+    weights_only: bool = True,
+) -> LoadedCheckpoint:
+    """Restore a network from a Lightning checkpoint, a ``state_dict`` export, or a reference-notebook file.
+
+    Preprocessing comes from the checkpoint (``datamodule_hyper_parameters``: ``image_size``, ``keep_aspect``),
+    the threshold from the module's ``mask_threshold``; arguments given here override them. State-dict files
+    carry neither: they use the arguments, else 256 px without letterboxing and 0.5.
+
+    Args:
+        path: ``.ckpt`` written by Lightning, or a ``.pth`` state dict (the UNet's layout or the notebook's).
+        image_size: side of the square network input.
+        keep_aspect: letterbox instead of stretching.
+        mask_threshold: mask probability threshold.
+        model_class: the LightningModule class of the checkpoint (a research subclass); default
+            :class:`~brain_mtl.module.BrainTumorModule`.
+        weights_only: read the file with ``torch.load(weights_only=True)``, which refuses pickled code. Set False
+            only for a checkpoint you trust that holds other objects.
+
+    Returns:
+        A :class:`LoadedCheckpoint` with the network on the CPU in eval mode.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is neither a Lightning checkpoint nor a state dict this package can load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        content = _torch_load(path, weights_only)
+    except Exception as error:  # unpickling refusals and corrupt files raise several types across torch versions
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(
+            f"{path}: cannot read it as a checkpoint ({type(error).__name__}: {first_line}). If it is a checkpoint "
+            "you trust that holds objects besides weights, pass weights_only=False."
+        ) from error
+    if not isinstance(content, dict):
+        raise ValueError(f"{path}: expected a checkpoint or state dict, found a {type(content).__name__}")
+
+    data_hparams: dict[str, Any] = {}
+    module = None
+    threshold_default = 0.5
+    if "state_dict" in content and "hyper_parameters" in content:
+        from brain_mtl.module import BrainTumorModule
+
+        cls = model_class or BrainTumorModule
+        module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=weights_only)
+        module.eval()
+        model = module.model
+        threshold_default = float(module.hparams.get("mask_threshold", 0.5))
+        data_hparams = dict(content.get("datamodule_hyper_parameters") or {})
+        num_classes = int(module.hparams.get("num_classes", len(CLASS_NAMES)))
+    elif content and all(isinstance(v, Tensor) for v in content.values()):
+        from brain_mtl.models import UNet
+        from brain_mtl.models.reference import to_reference_keys
+
+        state = dict(content)
+        if any(k.startswith("encoder.") for k in state):
+            state = to_reference_keys(state)
+        model = UNet.from_reference(state).eval()
+        num_classes = model.num_classes
+    else:
+        raise ValueError(
+            f"{path}: not a Lightning checkpoint (keys 'state_dict' and 'hyper_parameters') nor a flat state dict; "
+            f"top-level keys: {sorted(map(str, content))[:10]}"
+        )
+
+    size = int(image_size or data_hparams.get("image_size") or DEFAULT_IMAGE_SIZE)
+    letterbox = keep_aspect if keep_aspect is not None else bool(data_hparams.get("keep_aspect", False))
+    names = class_names_for(num_classes)
+    return LoadedCheckpoint(
+        model=model,
+        preprocessing=Preprocessing(image_size=size, keep_aspect=letterbox),
+        mask_threshold=float(mask_threshold) if mask_threshold is not None else threshold_default,
+        class_names=names,
+        module=module,
+        source=str(path),
+    )

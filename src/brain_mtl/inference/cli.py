@@ -1,0 +1,125 @@
+"""``python -m brain_mtl predict-images``: predict files and folders, write masks, overlays and tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from brain_mtl.inference.outputs import OutputWriter
+from brain_mtl.inference.predictor import Failure, Predictor
+
+__all__ = ["collect_inputs", "predict_images_main"]
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike], recursive: bool = False) -> list[Path]:
+    """Expand files and folders into a list of files, in a stable order.
+
+    Folders contribute their files with an image extension (see ``brain_mtl.data.io.IMAGE_EXTENSIONS``),
+    sorted; ``recursive`` descends into sub-folders. Files named explicitly are kept whatever their extension
+    (so that a mis-named or broken file is reported rather than silently dropped); missing paths are kept too and
+    fail when read.
+    """
+    from brain_mtl.data.io import IMAGE_EXTENSIONS
+
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            candidates = path.rglob("*") if recursive else path.iterdir()
+            files.extend(sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
+        else:
+            files.append(path)
+    seen: set[Path] = set()
+    unique = []
+    for path in files:
+        key = path.resolve() if path.exists() else path
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brain_mtl predict-images",
+        description="Predict tumour masks and classes for image files or folders. Writes <stem>_mask.png (original "
+        "size), <stem>_overlay.png, optionally <stem>_gradcam.png, and predictions.csv / predictions.json into "
+        "OUT. Unreadable files are listed (stderr and predictions.json) and skipped; the exit status is 1 when "
+        "any file failed.",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint (.ckpt) or state-dict file")
+    parser.add_argument("--input", required=True, nargs="+", help="image files and/or folders of images")
+    parser.add_argument("--output", required=True, help="output folder (created)")
+    parser.add_argument("--gradcam", action="store_true", help="also write Grad-CAM heat-map overlays")
+    parser.add_argument(
+        "--gradcam_class",
+        default=None,
+        help="class that Grad-CAM explains (name or index); default: each image's predicted class",
+    )
+    parser.add_argument("--tta", action="store_true", help="average with the horizontally mirrored image")
+    parser.add_argument("--mask_gate", action="store_true", help="empty the mask when the class is no_tumor")
+    parser.add_argument("--threshold", type=float, default=None, help="mask probability threshold")
+    parser.add_argument("--image_size", type=int, default=None, help="network input side (default: the training size)")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--precision", choices=["32", "bf16"], default="32")
+    parser.add_argument("--recursive", action="store_true", help="also read images in sub-folders")
+    parser.add_argument("--no_overlay", action="store_true", help="write masks and tables only")
+    return parser
+
+
+def predict_images_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m brain_mtl predict-images``: see ``--help``.
+
+    Returns:
+        0 when every input was predicted, 1 when any failed (they are named on stderr and in
+        ``predictions.json``), 2 when no input was found or the checkpoint cannot be loaded.
+    """
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    files = collect_inputs(args.input, recursive=args.recursive)
+    if not files:
+        print(f"error: no image files found in {args.input}", file=sys.stderr)
+        return 2
+    try:
+        predictor = Predictor.from_checkpoint(
+            args.ckpt_path,
+            device=args.device,
+            image_size=args.image_size,
+            mask_threshold=args.threshold,
+            tta=args.tta,
+            mask_gate=args.mask_gate,
+            precision=args.precision,
+            batch_size=args.batch_size,
+        )
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    target: int | str | None = args.gradcam_class
+    if isinstance(target, str) and target.isdigit():
+        target = int(target)
+    settings = {
+        "checkpoint": str(args.ckpt_path),
+        "image_size": predictor.preprocessing.image_size,
+        "keep_aspect": predictor.preprocessing.keep_aspect,
+        "mask_threshold": predictor.mask_threshold,
+        "tta": predictor.tta,
+        "mask_gate": predictor.mask_gate,
+        "precision": predictor.precision,
+    }
+    with OutputWriter(args.output, predictor.class_names, overlays=not args.no_overlay, settings=settings) as out:
+        results = predictor.iter_predict(files, gradcam=args.gradcam, target_class=target, errors="skip")
+        for result in results:
+            if isinstance(result, Failure):
+                out.fail(result.source, result.error)
+                detail = result.error if result.source in result.error else f"{result.source}: {result.error}"
+                print(f"skipped: {detail}", file=sys.stderr)
+            else:
+                out.write(result)
+    print(f"wrote {len(out.rows)} predictions to {out.output_dir} ({out.csv_path.name}, {out.json_path.name})")
+    if out.failures:
+        print(f"{len(out.failures)} of {len(files)} inputs failed: " + ", ".join(f.source for f in out.failures))
+        return 1
+    return 0

@@ -1,0 +1,179 @@
+"""The files a prediction run writes: masks, overlays, Grad-CAM overlays and the ``predictions`` tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from brain_mtl.classes import CLASS_NAMES
+from brain_mtl.inference.predictor import Failure, Prediction
+
+__all__ = ["OutputWriter", "safe_stem"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_stem(source: str) -> str:
+    """A file-name stem from an input name that cannot contain a path: no separators, no leading dots."""
+    stem = Path(str(source).replace("\\", "/")).name
+    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+    stem = _UNSAFE.sub("_", stem).lstrip(".-_")[:120]
+    return stem or "image"
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    # imencode + write_bytes instead of cv2.imwrite: works with non-ASCII paths on every OS.
+    path.write_bytes(encoded.tobytes())
+
+
+class OutputWriter:
+    """Writes prediction files into one folder: masks, overlays, Grad-CAM overlays, ``predictions.csv/.json``.
+
+    Per image ``<stem>_mask.png`` (0/255, original size), ``<stem>_overlay.png`` (predicted mask tinted and
+    outlined, caption with the class and its probability) and, with Grad-CAM, ``<stem>_gradcam.png``. Stems come
+    from the input file names, reduced to ``[A-Za-z0-9._-]`` and made unique (``scan``, ``scan_2``, ...), so no
+    output name can leave the folder or overwrite another input's output. ``predictions.csv`` gets one row per
+    image as it is written; ``predictions.json`` (rows plus the ``failed`` inputs and the settings) on
+    :meth:`close`.
+
+    Args:
+        output_dir: the folder (created).
+        class_names: names of the classes, in index order (CSV columns ``p_<name>``).
+        overlays: write ``<stem>_overlay.png``.
+        settings: extra JSON-ready information stored under ``settings`` in ``predictions.json``.
+        file_prefix: prefix of the CSV/JSON names (``predictions``).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        class_names: Sequence[str] = CLASS_NAMES,
+        *,
+        overlays: bool = True,
+        settings: dict[str, Any] | None = None,
+        file_prefix: str = "predictions",
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._root = self.output_dir.resolve()
+        self.class_names = tuple(class_names)
+        self.overlays = overlays
+        self.settings = dict(settings or {})
+        self.rows: list[dict[str, Any]] = []
+        self.failures: list[Failure] = []
+        self._used: set[str] = set()
+        self.csv_path = self._path(f"{safe_stem(file_prefix)}.csv")
+        self.json_path = self._path(f"{safe_stem(file_prefix)}.json")
+        self._csv_file = self.csv_path.open("w", newline="", encoding="utf-8")
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=self.fieldnames)
+        self._csv.writeheader()
+        self._closed = False
+
+    @property
+    def fieldnames(self) -> list[str]:
+        """CSV columns."""
+        return [
+            "file",
+            "stem",
+            "class",
+            "class_index",
+            "probability",
+            *(f"p_{name}" for name in self.class_names),
+            "mask_area_px",
+            "mask_fraction",
+            "height",
+            "width",
+            "mask_file",
+        ]
+
+    def _path(self, name: str) -> Path:
+        target = self.output_dir / name
+        if target.resolve().parent != self._root:
+            raise ValueError(f"output name {name!r} would leave {self.output_dir}")
+        return target
+
+    def _unique_stem(self, source: str) -> str:
+        base = safe_stem(source)
+        stem, n = base, 1
+        while stem.lower() in self._used:  # lower(): case-insensitive file systems
+            n += 1
+            stem = f"{base}_{n}"
+        self._used.add(stem.lower())
+        return stem
+
+    def write(self, prediction: Prediction) -> dict[str, Any]:
+        """Write one image's files and its CSV row; returns the row."""
+        stem = self._unique_stem(prediction.source)
+        mask_path = self._path(f"{stem}_mask.png")
+        _write_png(mask_path, prediction.mask * np.uint8(255))
+        if self.overlays:
+            from brain_mtl.viz import overlay
+
+            caption = [f"{prediction.class_name} {prediction.probability:.2f}", f"mask {prediction.mask_area} px"]
+            _write_png(self._path(f"{stem}_overlay.png"), overlay(prediction.image, prediction.mask, None, caption))
+        if prediction.gradcam is not None:
+            from brain_mtl.gradcam import heatmap_overlay
+            from brain_mtl.viz import draw_outline, put_text
+
+            target = prediction.gradcam_class if prediction.gradcam_class is not None else prediction.class_index
+            heat = heatmap_overlay(prediction.image, prediction.gradcam)
+            heat = draw_outline(heat, prediction.mask, (255, 255, 255))
+            caption = [f"Grad-CAM: {prediction.class_names[target]}", f"p={float(prediction.class_probs[target]):.2f}"]
+            _write_png(self._path(f"{stem}_gradcam.png"), put_text(heat, caption))
+        height, width = prediction.size
+        row: dict[str, Any] = {
+            "file": prediction.source,
+            "stem": stem,
+            "class": prediction.class_name,
+            "class_index": prediction.class_index,
+            "probability": round(prediction.probability, 6),
+            **{f"p_{n}": round(float(p), 6) for n, p in zip(self.class_names, prediction.class_probs, strict=True)},
+            "mask_area_px": prediction.mask_area,
+            "mask_fraction": round(prediction.mask_area / max(1, height * width), 6),
+            "height": height,
+            "width": width,
+            "mask_file": mask_path.name,
+        }
+        self._csv.writerow(row)
+        self._csv_file.flush()
+        self.rows.append(row)
+        return row
+
+    def fail(self, source: str, error: str) -> None:
+        """Record an input that could not be predicted (listed in ``predictions.json`` under ``failed``)."""
+        self.failures.append(Failure(str(source), str(error)))
+
+    def close(self) -> None:
+        """Finish the CSV and write ``predictions.json``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._csv_file.close()
+        payload = {
+            "settings": self.settings,
+            "class_names": list(self.class_names),
+            "predictions": [
+                {**row, "probabilities": {n: row[f"p_{n}"] for n in self.class_names}} for row in self.rows
+            ],
+            "failed": [{"file": f.source, "error": f.error} for f in self.failures],
+        }
+        self.json_path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+
+    def __enter__(self) -> OutputWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,427 @@
+"""The :class:`Predictor`: images of any size in, masks at their original size, classes and Grad-CAM maps out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
+from brain_mtl.inference.checkpoint import load_checkpoint
+from brain_mtl.inference.preprocessing import Preprocessing, as_rgb_uint8
+
+__all__ = ["Failure", "ImageInput", "Prediction", "Predictor", "build_prediction"]
+
+ImageInput = str | os.PathLike | np.ndarray
+"""A path to an image file, or an image array: ``(H, W)`` gray or ``(H, W, 3|4)`` RGB(A)."""
+
+
+@dataclass
+class Prediction:
+    """The prediction for one image, at the image's original size.
+
+    Attributes:
+        source: the file path, or ``array_<i>`` for in-memory images.
+        image: ``(H, W, 3)`` uint8 RGB image as read.
+        mask: ``(H, W)`` uint8 binary mask (1 = tumour).
+        mask_probs: ``(H, W)`` float32 tumour probability per pixel.
+        class_index: index of the most probable class.
+        class_name: its name.
+        class_probs: ``(C,)`` float32 class probabilities.
+        class_names: names of all classes, in index order.
+        gradcam: ``(H, W)`` float32 Grad-CAM map in ``[0, 1]``, when asked for.
+        gradcam_class: the class the Grad-CAM map explains.
+    """
+
+    source: str
+    image: np.ndarray
+    mask: np.ndarray
+    mask_probs: np.ndarray
+    class_index: int
+    class_name: str
+    class_probs: np.ndarray
+    class_names: tuple[str, ...] = tuple(CLASS_NAMES)
+    gradcam: np.ndarray | None = None
+    gradcam_class: int | None = None
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        """Class name -> probability."""
+        return {name: float(p) for name, p in zip(self.class_names, self.class_probs, strict=True)}
+
+    @property
+    def probability(self) -> float:
+        """Probability of the predicted class."""
+        return float(self.class_probs[self.class_index])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the original image."""
+        return int(self.mask.shape[0]), int(self.mask.shape[1])
+
+    @property
+    def mask_area(self) -> int:
+        """Tumour pixels in the mask."""
+        return int(self.mask.sum())
+
+
+@dataclass
+class Failure:
+    """An input that could not be predicted (e.g. an unreadable file): its name and why."""
+
+    source: str
+    error: str
+
+
+def _pick_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Predictor:
+    """Segment and classify images of any size with a trained network.
+
+    Args:
+        model: the network; ``forward(x)`` returns mask logits ``(B, 1, h, w)`` and class logits ``(B, C)``.
+        preprocessing: image size and letterboxing (as in training).
+        mask_threshold: probability above which a pixel is tumour.
+        class_names: names of the classes, in logit order.
+        device: ``auto`` (CUDA when available, else CPU), or a torch device.
+        tta: test-time augmentation: average the probabilities of the image and its horizontal mirror.
+        mask_gate: empty the mask when the most probable class is ``no_tumor`` (the class head vetoes the mask).
+        precision: ``32`` (float32) or ``bf16`` (bfloat16 autocast).
+        batch_size: images per forward pass in :meth:`iter_predict`.
+
+    Example:
+        >>> predictor = Predictor.from_checkpoint("last.ckpt")  # doctest: +SKIP
+        >>> result = predictor.predict("scan.jpg")  # doctest: +SKIP
+        >>> result.class_name, result.probabilities, result.mask.shape  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocessing: Preprocessing | None = None,
+        *,
+        mask_threshold: float = 0.5,
+        class_names: Sequence[str] = CLASS_NAMES,
+        device: str | torch.device = "auto",
+        tta: bool = False,
+        mask_gate: bool = False,
+        precision: Literal["32", "bf16"] = "32",
+        batch_size: int = 8,
+    ) -> None:
+        if precision not in ("32", "bf16"):
+            raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
+        self.device = _pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.preprocessing = preprocessing or Preprocessing()
+        self.mask_threshold = float(mask_threshold)
+        self.class_names = tuple(class_names)
+        self.tta = bool(tta)
+        self.mask_gate = bool(mask_gate)
+        self.precision = precision
+        self.batch_size = max(1, int(batch_size))
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "auto",
+        *,
+        image_size: int | None = None,
+        keep_aspect: bool | None = None,
+        mask_threshold: float | None = None,
+        model_class: type | None = None,
+        weights_only: bool = True,
+        **kwargs: Any,
+    ) -> Predictor:
+        """Build a predictor from a Lightning checkpoint or a state-dict file (see :func:`load_checkpoint`).
+
+        Args:
+            path: the checkpoint.
+            device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
+            image_size: override of the training image size (state-dict files: default 256).
+            keep_aspect: override of the training letterbox setting.
+            mask_threshold: override of the module's mask threshold.
+            model_class: LightningModule subclass the checkpoint was written by.
+            weights_only: refuse files that would run pickled code (see :func:`load_checkpoint`).
+            **kwargs: other :class:`Predictor` arguments (``tta``, ``mask_gate``, ``precision``, ``batch_size``).
+        """
+        loaded = load_checkpoint(
+            path,
+            image_size=image_size,
+            keep_aspect=keep_aspect,
+            mask_threshold=mask_threshold,
+            model_class=model_class,
+            weights_only=weights_only,
+        )
+        return cls(
+            loaded.model,
+            loaded.preprocessing,
+            mask_threshold=loaded.mask_threshold,
+            class_names=loaded.class_names,
+            device=device,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ public API
+    def predict(
+        self,
+        image_or_path: ImageInput,
+        *,
+        tta: bool | None = None,
+        gradcam: bool = False,
+        target_class: int | str | None = None,
+    ) -> Prediction:
+        """Predict one image.
+
+        Args:
+            image_or_path: an image file, or an array ``(H, W)`` gray / ``(H, W, 3|4)`` RGB(A).
+            tta: override the predictor's test-time augmentation setting.
+            gradcam: also compute a Grad-CAM map of the classification.
+            target_class: the class Grad-CAM explains (index or name); default the predicted class.
+
+        Returns:
+            :class:`Prediction` with the mask at the image's original size.
+
+        Raises:
+            brain_mtl.data.errors.DatasetError: the file cannot be read (the message names it).
+        """
+        return self.predict_batch([image_or_path], tta=tta, gradcam=gradcam, target_class=target_class)[0]
+
+    def predict_batch(
+        self,
+        images_or_paths: Iterable[ImageInput],
+        *,
+        batch_size: int | None = None,
+        tta: bool | None = None,
+        gradcam: bool = False,
+        target_class: int | str | None = None,
+    ) -> list[Prediction]:
+        """Predict many images, ``batch_size`` per forward pass; raises on the first unreadable file.
+
+        See :meth:`predict` for the arguments; :meth:`iter_predict` streams results and can skip bad files.
+        """
+        results = self.iter_predict(
+            images_or_paths,
+            batch_size=batch_size,
+            tta=tta,
+            gradcam=gradcam,
+            target_class=target_class,
+            errors="raise",
+        )
+        return [r for r in results if isinstance(r, Prediction)]
+
+    def iter_predict(
+        self,
+        images_or_paths: Iterable[ImageInput],
+        *,
+        batch_size: int | None = None,
+        tta: bool | None = None,
+        gradcam: bool = False,
+        target_class: int | str | None = None,
+        errors: Literal["raise", "skip"] = "raise",
+    ) -> Iterator[Prediction | Failure]:
+        """Stream predictions in input order, reading and predicting ``batch_size`` images at a time.
+
+        Args:
+            images_or_paths: files and/or image arrays.
+            batch_size: images per forward pass (default: the predictor's).
+            tta: override the predictor's test-time augmentation setting.
+            gradcam: also compute Grad-CAM maps.
+            target_class: the class Grad-CAM explains (index or name); default each image's predicted class.
+            errors: ``raise`` on an unreadable input, or ``skip``: yield a :class:`Failure` for it and go on.
+
+        Yields:
+            One :class:`Prediction` (or :class:`Failure`) per input.
+        """
+        size = max(1, int(batch_size or self.batch_size))
+        # Failures wait in the queue with the images so that results come out in input order.
+        pending: list[tuple[str, np.ndarray] | Failure] = []
+        readable = 0
+        for index, item in enumerate(images_or_paths):
+            source = f"array_{index}" if isinstance(item, np.ndarray) else str(item)
+            try:
+                pending.append((source, self._read(item)))
+                readable += 1
+            except (OSError, ValueError) as error:
+                if errors == "raise":
+                    raise
+                pending.append(Failure(source, str(error)))
+            if readable == size:
+                yield from self._flush(pending, tta, gradcam, target_class)
+                pending, readable = [], 0
+        yield from self._flush(pending, tta, gradcam, target_class)
+
+    def _flush(
+        self,
+        pending: list[tuple[str, np.ndarray] | Failure],
+        tta: bool | None,
+        gradcam: bool,
+        target_class: int | str | None,
+    ) -> Iterator[Prediction | Failure]:
+        images = [entry for entry in pending if not isinstance(entry, Failure)]
+        predictions = iter(self._predict_images(images, tta, gradcam, target_class) if images else [])
+        for entry in pending:
+            yield entry if isinstance(entry, Failure) else next(predictions)
+
+    @torch.no_grad()
+    def forward_probs(self, images: Tensor, tta: bool | None = None) -> tuple[Tensor, Tensor]:
+        """Mask and class probabilities of a preprocessed batch.
+
+        Args:
+            images: ``(B, 3, h, w)`` network input.
+            tta: average over the image and its horizontal mirror (default: the predictor's setting).
+
+        Returns:
+            ``mask_probs (B, 1, h, w)`` and ``class_probs (B, C)``, float32 on the predictor's device.
+        """
+        use_tta = self.tta if tta is None else tta
+        images = images.to(self.device)
+        batch = images.shape[0]
+        if use_tta:
+            images = torch.cat([images, images.flip(-1)])
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            mask_logits, class_logits = self.model(images)
+        mask_probs = torch.sigmoid(mask_logits.float())
+        class_probs = torch.softmax(class_logits.float(), dim=1)
+        if use_tta:
+            # Average probabilities, not logits: the mirrored mask is flipped back onto the original's pixels.
+            mask_probs = (mask_probs[:batch] + mask_probs[batch:].flip(-1)) / 2
+            class_probs = (class_probs[:batch] + class_probs[batch:]) / 2
+        return mask_probs, class_probs
+
+    def gradcam(self, images: Tensor, target_class: int | Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+        """Grad-CAM maps of the classification for a preprocessed batch (see :class:`brain_mtl.gradcam.GradCAM`).
+
+        Returns:
+            ``maps (B, h, w)`` in ``[0, 1]`` and the explained class per image ``(B,)``.
+        """
+        from brain_mtl.gradcam import GradCAM
+
+        result = GradCAM(self.model)(images.to(self.device), target_class)
+        return result.maps, result.class_indices
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _read(item: ImageInput) -> np.ndarray:
+        if isinstance(item, np.ndarray):
+            return as_rgb_uint8(item)
+        from brain_mtl.data.io import read_image
+
+        return read_image(item)
+
+    def _class_index(self, target_class: int | str | None) -> int | None:
+        if target_class is None or isinstance(target_class, int):
+            if isinstance(target_class, int) and not 0 <= target_class < len(self.class_names):
+                raise ValueError(f"target_class {target_class} is not in [0, {len(self.class_names)})")
+            return target_class
+        if target_class not in self.class_names:
+            raise ValueError(f"target_class {target_class!r} is not one of {list(self.class_names)}")
+        return self.class_names.index(target_class)
+
+    def _predict_images(
+        self,
+        items: list[tuple[str, np.ndarray]],
+        tta: bool | None,
+        gradcam: bool,
+        target_class: int | str | None,
+    ) -> list[Prediction]:
+        batch = torch.stack([self.preprocessing(image) for _, image in items])
+        mask_probs, class_probs = self.forward_probs(batch, tta)
+        cams = cam_classes = None
+        if gradcam:
+            cams, cam_classes = self.gradcam(batch, self._class_index(target_class))
+        results = []
+        for i, (source, image) in enumerate(items):
+            results.append(
+                self.make_prediction(
+                    source,
+                    image,
+                    mask_probs[i, 0],
+                    class_probs[i],
+                    gradcam=None if cams is None else cams[i],
+                    gradcam_class=None if cam_classes is None else int(cam_classes[i]),
+                )
+            )
+        return results
+
+    def make_prediction(
+        self,
+        source: str,
+        image: np.ndarray,
+        mask_probs: Tensor | np.ndarray,
+        class_probs: Tensor | np.ndarray,
+        *,
+        gradcam: Tensor | np.ndarray | None = None,
+        gradcam_class: int | None = None,
+    ) -> Prediction:
+        """Turn network-resolution outputs for one image into a :class:`Prediction` at the image's size.
+
+        Args:
+            source: name of the input.
+            image: ``(H, W, 3)`` uint8 RGB original.
+            mask_probs: ``(h, w)`` (or ``(1, h, w)``) tumour probabilities at network resolution.
+            class_probs: ``(C,)`` class probabilities.
+            gradcam: ``(h, w)`` Grad-CAM map at network resolution, or None.
+            gradcam_class: the class the map explains.
+        """
+        return build_prediction(
+            source,
+            image,
+            mask_probs,
+            class_probs,
+            preprocessing=self.preprocessing,
+            mask_threshold=self.mask_threshold,
+            class_names=self.class_names,
+            mask_gate=self.mask_gate,
+            gradcam=gradcam,
+            gradcam_class=gradcam_class,
+        )
+
+
+def build_prediction(
+    source: str,
+    image: np.ndarray,
+    mask_probs: Tensor | np.ndarray,
+    class_probs: Tensor | np.ndarray,
+    *,
+    preprocessing: Preprocessing,
+    mask_threshold: float,
+    class_names: Sequence[str],
+    mask_gate: bool = False,
+    gradcam: Tensor | np.ndarray | None = None,
+    gradcam_class: int | None = None,
+) -> Prediction:
+    """Network-resolution outputs of one image -> :class:`Prediction` at the original size (see ``Predictor``)."""
+    orig_size = (int(image.shape[0]), int(image.shape[1]))
+    probs_full = preprocessing.restore(mask_probs, orig_size)
+    if isinstance(class_probs, Tensor):
+        class_probs = class_probs.detach().float().cpu().numpy()
+    class_probs = np.asarray(class_probs, dtype=np.float32).reshape(-1)
+    class_index = int(class_probs.argmax())
+    mask = (probs_full > mask_threshold).astype(np.uint8)
+    if mask_gate and class_index == NO_TUMOR and len(class_names) == len(CLASS_NAMES):
+        mask[:] = 0
+    cam_full = None
+    if gradcam is not None:
+        cam_full = np.clip(preprocessing.restore(gradcam, orig_size), 0.0, 1.0)
+    return Prediction(
+        source=source,
+        image=image,
+        mask=mask,
+        mask_probs=probs_full,
+        class_index=class_index,
+        class_name=class_names[class_index],
+        class_probs=class_probs,
+        class_names=tuple(class_names),
+        gradcam=cam_full,
+        gradcam_class=gradcam_class,
+    )

@@ -1,0 +1,115 @@
+"""Fixtures for the inference tests: tiny checkpoints written directly, and one briefly trained through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import lightning
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    # The CI machine has 2 cores shared with other jobs; two intra-op threads that wait on each other made a
+    # training step 15x slower there than one thread. Restored afterwards for other test folders.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every BatchNorm non-trivial running statistics and affine weights, as a trained network has.
+
+    Fresh BatchNorms are identities in eval mode (mean 0, var 1), which would hide an export that mishandles them.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+
+
+def write_lightning_checkpoint(path: Path, image_size: int = 32, keep_aspect: bool = False, seed: int = 0) -> Path:
+    """A checkpoint with the keys Lightning writes (module weights and hparams, the datamodule's hparams)."""
+    from brain_mtl.module import BrainTumorModule
+
+    torch.manual_seed(seed)
+    module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8)
+    randomize_batchnorm(module, seed)
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+        "datamodule_hyper_parameters": {"image_size": image_size, "keep_aspect": keep_aspect},
+    }
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """Untrained 4-channel, depth-2 network; 32 px input, no letterbox."""
+    return write_lightning_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.ckpt")
+
+
+class Trained(NamedTuple):
+    ckpt: Path
+    data_root: Path
+    run_dir: Path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Trained:
+    """A small network trained briefly (8 epochs, 200 synthetic images at 64 px, about half a minute) via the CLI."""
+    from brain_mtl.cli import main
+
+    run_dir = tmp_path_factory.mktemp("trained")
+    data_root = run_dir / "data"
+    status = main(
+        [
+            "fit",
+            "--config",
+            str(QUICKSTART),
+            "--data.root",
+            str(data_root),
+            "--data.synthesize_if_missing",
+            "true",
+            "--data.synthetic_train",
+            "200",
+            "--data.synthetic_test",
+            "40",
+            "--data.image_size",
+            "64",
+            "--data.num_workers",
+            "0",
+            "--data.cache_images",
+            "true",
+            "--model.base_channels",
+            "8",
+            "--trainer.max_epochs",
+            "8",
+            "--trainer.default_root_dir",
+            str(run_dir),
+            "--trainer.logger",
+            "false",
+            "--trainer.callbacks",
+            "[]",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.enable_model_summary",
+            "false",
+        ]
+    )
+    assert status == 0
+    checkpoints = sorted(run_dir.rglob("*.ckpt"))
+    assert checkpoints, f"fit wrote no checkpoint under {run_dir}"
+    return Trained(checkpoints[-1], data_root, run_dir)

@@ -1,0 +1,42 @@
+"""Small stand-in networks whose outputs are known, to test geometry and averaging without training."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from brain_mtl.models import UNetOutput
+
+
+class BrightnessSegmenter(nn.Module):
+    """Mask logits from pixel brightness (a perfect segmenter of bright objects on black); fixed class logits.
+
+    On ImageNet-normalised input black is about -2 and white about +2.2, so the logit is positive on bright pixels.
+    """
+
+    in_channels = 3
+    output_stride = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, x: Tensor) -> UNetOutput:
+        mask_logits = self.scale * x.mean(dim=1, keepdim=True)
+        class_logits = torch.tensor([0.0, 1.0, 2.0, 0.5], device=x.device).expand(x.shape[0], -1)
+        return UNetOutput(mask_logits, class_logits)
+
+
+class LopsidedNet(nn.Module):
+    """Outputs that change when the image is mirrored: a column ramp in the mask, left/right means in the classes."""
+
+    in_channels = 3
+    output_stride = 1
+
+    def forward(self, x: Tensor) -> UNetOutput:
+        width = x.shape[-1]
+        ramp = torch.linspace(-2.0, 2.0, width, device=x.device)
+        mask_logits = x.mean(dim=1, keepdim=True) + ramp
+        left, right = x[..., : width // 2].mean(dim=(1, 2, 3)), x[..., width // 2 :].mean(dim=(1, 2, 3))
+        class_logits = torch.stack([left, right, left - right, torch.zeros_like(left)], dim=1) * 3
+        return UNetOutput(mask_logits, class_logits)

@@ -1,0 +1,117 @@
+"""LightningCLI's ``predict`` with the PredictionWriter: the files of ``predict-images``, the same numbers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from brain_mtl.cli import main
+from brain_mtl.data.io import read_image
+from brain_mtl.inference import PredictionWriter, Preprocessing
+
+from .conftest import QUICKSTART
+from .helpers import BrightnessSegmenter
+
+
+def _rows(path: Path) -> dict[str, dict[str, str]]:
+    with path.open(newline="") as f:
+        return {Path(r["file"]).name: r for r in csv.DictReader(f)}
+
+
+def test_lightning_predict_writes_what_predict_images_writes(tmp_path, trained):
+    out_cli = tmp_path / "lightning"
+    callbacks = json.dumps(
+        [{"class_path": "brain_mtl.inference.PredictionWriter", "init_args": {"output_dir": str(out_cli)}}]
+    )
+    status = main(
+        [
+            "predict",
+            "--config",
+            str(QUICKSTART),
+            "--ckpt_path",
+            str(trained.ckpt),
+            "--data.root",
+            str(trained.data_root),
+            "--data.image_size",
+            "64",
+            "--data.num_workers",
+            "0",
+            "--model.base_channels",
+            "8",
+            "--trainer.logger",
+            "false",
+            "--trainer.precision",
+            "32-true",
+            "--trainer.default_root_dir",
+            str(tmp_path / "run"),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.callbacks",
+            callbacks,
+            "--return_predictions",
+            "false",
+        ]
+    )
+    assert status == 0
+    test_images = sorted((trained.data_root / "classification_task" / "test").rglob("*.jpg"))
+    lightning_rows = _rows(out_cli / "predictions.csv")
+    assert sorted(lightning_rows) == sorted(p.name for p in test_images)
+    for image_path in test_images:
+        row = lightning_rows[image_path.name]
+        mask = cv2.imread(str(out_cli / row["mask_file"]), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == read_image(image_path).shape[:2]
+        assert (out_cli / f"{row['stem']}_overlay.png").is_file()
+    assert json.loads((out_cli / "predictions.json").read_text())["failed"] == []
+
+    # The same images through predict-images: the same probabilities and masks.
+    out_tool = tmp_path / "tool"
+    args = ["predict-images", "--ckpt_path", str(trained.ckpt), "--output", str(out_tool), "--no_overlay", "--input"]
+    assert main([*args, *map(str, test_images)]) == 0
+    tool_rows = _rows(out_tool / "predictions.csv")
+    for name, row in lightning_rows.items():
+        for key in ("p_glioma", "p_meningioma", "p_pituitary", "p_no_tumor"):
+            assert float(row[key]) == pytest.approx(float(tool_rows[name][key]), abs=1e-4)
+        assert abs(int(row["mask_area_px"]) - int(tool_rows[name]["mask_area_px"])) <= 2
+
+
+def test_writer_undoes_the_letterbox_of_predict_step_outputs(tmp_path):
+    # A non-square scan with a bright box near one end; the datamodule letterboxes it to 64x64.
+    height, width = 50, 160
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[10:30, 120:150] = 255
+    path = tmp_path / "wide.png"
+    cv2.imwrite(str(path), image)
+
+    model = BrightnessSegmenter()
+    x = Preprocessing(64, keep_aspect=True)(read_image(path))[None]
+    with torch.no_grad():
+        out = model(x)
+    prediction = {
+        "mask_probs": torch.sigmoid(out.mask_logits),
+        "class_probs": torch.softmax(out.class_logits, 1),
+        "path": [str(path)],
+        "orig_size": torch.tensor([[height, width]]),
+    }
+    trainer = SimpleNamespace(
+        datamodule=SimpleNamespace(image_size=64, keep_aspect=True, hparams={}), world_size=1, global_rank=0
+    )
+    module = SimpleNamespace(hparams={"mask_threshold": 0.5, "num_classes": 4})
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"))
+    writer.on_predict_start(trainer, module)
+    writer.write_on_batch_end(trainer, module, prediction, None, None, 0)
+    writer.on_predict_end(trainer, module)
+
+    mask = cv2.imread(str(tmp_path / "out" / "wide_mask.png"), cv2.IMREAD_GRAYSCALE) > 0
+    truth = np.zeros((height, width), dtype=bool)
+    truth[10:30, 120:150] = True
+    assert mask.shape == (height, width)
+    assert (mask & truth).sum() / (mask | truth).sum() > 0.8
+    row = _rows(tmp_path / "out" / "predictions.csv")["wide.png"]
+    assert row["class"] == "pituitary"  # BrightnessSegmenter's fixed logits favour class 2
