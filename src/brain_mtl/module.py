@@ -95,7 +95,7 @@ class BrainTumorModule(LightningModule):
         weight_decay: float = 1e-2,
         lr_schedule: Literal["constant", "cosine"] = "constant",
         mask_threshold: float = 0.5,
-        false_mask_min_area: int = 1,
+        false_mask_min_area: int = 10,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
