@@ -115,3 +115,17 @@ def test_writer_undoes_the_letterbox_of_predict_step_outputs(tmp_path):
     assert (mask & truth).sum() / (mask | truth).sum() > 0.8
     row = _rows(tmp_path / "out" / "predictions.csv")["wide.png"]
     assert row["class"] == "pituitary"  # BrightnessSegmenter's fixed logits favour class 2
+
+
+def test_writer_warns_when_the_datamodule_resizes_differently_from_training(tmp_path, tiny_ckpt):
+    trainer = SimpleNamespace(
+        datamodule=SimpleNamespace(image_size=64, keep_aspect=False, hparams={}),
+        world_size=1,
+        global_rank=0,
+        ckpt_path=str(tiny_ckpt),  # trained at 32 px
+    )
+    module = SimpleNamespace(hparams={"mask_threshold": 0.5, "num_classes": 4})
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"))
+    with pytest.warns(UserWarning, match="--data.image_size 32"):
+        writer.on_predict_start(trainer, module)
+    writer.on_predict_end(trainer, module)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_warn
 
 from brain_mtl.inference.checkpoint import class_names_for
 from brain_mtl.inference.outputs import OutputWriter
@@ -56,6 +59,7 @@ class PredictionWriter(BasePredictionWriter):
         if keep_aspect is None:
             keep_aspect = hparams.get("keep_aspect", False)
         self._preprocessing = Preprocessing(image_size=int(size), keep_aspect=bool(keep_aspect))
+        _warn_if_trained_differently(getattr(trainer, "ckpt_path", None), self._preprocessing)
         module_hparams = getattr(pl_module, "hparams", {}) or {}
         self._threshold = (
             float(self.mask_threshold)
@@ -121,3 +125,29 @@ class PredictionWriter(BasePredictionWriter):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _warn_if_trained_differently(ckpt_path: Any, preprocessing: Preprocessing) -> None:
+    """Warn when the datamodule resizes differently from the data the checkpoint was trained on.
+
+    ``python -m brain_mtl predict --ckpt_path`` restores the model's arguments but takes the data arguments from
+    the config and command line, so a different ``image_size`` or ``keep_aspect`` silently degrades predictions.
+    """
+    if not ckpt_path or not isinstance(ckpt_path, str | os.PathLike) or not os.path.isfile(ckpt_path):
+        return
+    try:
+        trained = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True).get(
+            "datamodule_hyper_parameters"
+        )
+    except Exception:  # unreadable here means Lightning reports it; this check is only advice
+        return
+    if not trained:
+        return
+    expected = (int(trained.get("image_size", preprocessing.image_size)), bool(trained.get("keep_aspect", False)))
+    if expected != (preprocessing.image_size, preprocessing.keep_aspect):
+        rank_zero_warn(
+            f"PredictionWriter: the checkpoint was trained with image_size={expected[0]}, keep_aspect={expected[1]}, "
+            f"but the datamodule predicts with image_size={preprocessing.image_size}, "
+            f"keep_aspect={preprocessing.keep_aspect}. Pass --data.image_size {expected[0]} "
+            f"--data.keep_aspect {str(expected[1]).lower()} to predict as trained."
+        )
