@@ -116,48 +116,23 @@ def export_onnx(
         example = example.to(next(model.parameters()).device)
     except StopIteration:
         pass
-    if exporter == "auto":
-        exporter = "torchscript" if _has_torchscript_exporter() else "dynamo"
+    if exporter not in ("auto", "torchscript", "dynamo"):
+        raise ValueError(f"exporter must be 'auto', 'torchscript' or 'dynamo', got {exporter!r}")
     try:
         with torch.no_grad():
-            if exporter == "torchscript":
-                with warnings.catch_warnings():
-                    # The TorchScript exporter is deprecated upstream; it stays the default here because it
-                    # exports this network in well under a second with named dynamic axes.
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-                    torch.onnx.export(
-                        wrapper,
-                        (example,),
-                        str(path),
-                        input_names=[ONNX_INPUT],
-                        output_names=list(ONNX_OUTPUTS),
-                        dynamic_axes={
-                            ONNX_INPUT: {0: "batch", 2: "height", 3: "width"},
-                            ONNX_OUTPUTS[0]: {0: "batch", 2: "height", 3: "width"},
-                            ONNX_OUTPUTS[1]: {0: "batch"},
-                        },
-                        opset_version=opset,
-                        dynamo=False,
-                    )
-            elif exporter == "dynamo":
-                _require("onnxscript", "ONNX export with the dynamo exporter")
-                dims = {0: torch.export.Dim("batch", max=4096), 2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
-                program = torch.onnx.export(
-                    wrapper,
-                    (example,),
-                    input_names=[ONNX_INPUT],
-                    output_names=list(ONNX_OUTPUTS),
-                    dynamic_shapes=(dims,),
-                    # The dynamo exporter starts at opset 18; asking for less triggers a down-conversion that
-                    # fails for Reduce* ops and prints a traceback.
-                    opset_version=max(opset, 18),
-                    dynamo=True,
-                    verbose=False,
-                )
-                program.save(str(path))
+            if exporter == "dynamo" or (exporter == "auto" and not _has_torchscript_exporter()):
+                _export_dynamo(wrapper, example, path, opset)
+            elif exporter == "torchscript":
+                _export_torchscript(wrapper, example, path, opset)
             else:
-                raise ValueError(f"exporter must be 'auto', 'torchscript' or 'dynamo', got {exporter!r}")
+                try:
+                    _export_torchscript(wrapper, example, path, opset)
+                except Exception as error:  # a PyTorch whose TorchScript exporter is gone or broken
+                    warnings.warn(
+                        f"TorchScript ONNX export failed ({type(error).__name__}: {error}); using the dynamo exporter",
+                        stacklevel=2,
+                    )
+                    _export_dynamo(wrapper, example, path, opset)
     finally:
         model.train(was_training)
     if metadata:
@@ -168,6 +143,46 @@ def export_onnx(
             entry.value = value if isinstance(value, str) else json.dumps(value)
         onnx.save(proto, str(path))
     return path
+
+
+def _export_torchscript(wrapper: nn.Module, example: Tensor, path: Path, opset: int) -> None:
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated upstream; it stays the default here because it exports this
+        # network in well under a second with named dynamic axes.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            input_names=[ONNX_INPUT],
+            output_names=list(ONNX_OUTPUTS),
+            dynamic_axes={
+                ONNX_INPUT: {0: "batch", 2: "height", 3: "width"},
+                ONNX_OUTPUTS[0]: {0: "batch", 2: "height", 3: "width"},
+                ONNX_OUTPUTS[1]: {0: "batch"},
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def _export_dynamo(wrapper: nn.Module, example: Tensor, path: Path, opset: int) -> None:
+    _require("onnxscript", "ONNX export with the dynamo exporter")
+    dims = {0: torch.export.Dim("batch", max=4096), 2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
+    program = torch.onnx.export(
+        wrapper,
+        (example,),
+        input_names=[ONNX_INPUT],
+        output_names=list(ONNX_OUTPUTS),
+        dynamic_shapes=(dims,),
+        # The dynamo exporter starts at opset 18; asking for less triggers a down-conversion that fails for
+        # Reduce* ops and prints a traceback.
+        opset_version=max(opset, 18),
+        dynamo=True,
+        verbose=False,
+    )
+    program.save(str(path))
 
 
 def _has_torchscript_exporter() -> bool:

@@ -138,3 +138,14 @@ def test_checkpoint_settings_are_read_and_overridable(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"junk\.pt"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_bf16_precision_stays_close_to_fp32(tiny_ckpt):
+    image = np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    fp32 = Predictor.from_checkpoint(tiny_ckpt, device="cpu").predict(image)
+    bf16 = Predictor.from_checkpoint(tiny_ckpt, device="cpu", precision="bf16").predict(image)
+    assert bf16.mask_probs.dtype == np.float32
+    assert np.abs(fp32.class_probs - bf16.class_probs).max() < 0.05
+    assert np.abs(fp32.mask_probs - bf16.mask_probs).max() < 0.05
+    with pytest.raises(ValueError, match="precision"):
+        Predictor.from_checkpoint(tiny_ckpt, device="cpu", precision="fp8")
