@@ -145,3 +145,15 @@ def _fake_prediction(source: str, fill: int = 1) -> Prediction:
         class_name="meningioma",
         class_probs=np.array([0.1, 0.6, 0.2, 0.1], dtype=np.float32),
     )
+
+
+def test_unknown_gradcam_class_is_a_usage_error(tmp_path, tiny_ckpt, capsys):
+    image = tmp_path / "ok.png"
+    cv2.imwrite(str(image), np.zeros((20, 30), dtype=np.uint8))
+    args = ["predict-images", "--ckpt_path", str(tiny_ckpt), "--input", str(image), "--output", str(tmp_path / "o")]
+    assert main([*args, "--gradcam", "--gradcam_class", "astrocytoma"]) == 2
+    assert "astrocytoma" in capsys.readouterr().err
+    assert main([*args, "--gradcam", "--gradcam_class", "meningioma"]) == 0
+    row = json.loads((tmp_path / "o" / "predictions.json").read_text())["predictions"][0]
+    assert row["file"].endswith("ok.png")
+    assert (tmp_path / "o" / "ok_gradcam.png").is_file()

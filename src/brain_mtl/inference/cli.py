@@ -100,6 +100,11 @@ def predict_images_main(argv: Sequence[str] | None = None) -> int:
     target: int | str | None = args.gradcam_class
     if isinstance(target, str) and target.isdigit():
         target = int(target)
+    try:
+        predictor.class_index(target)
+    except ValueError as error:
+        print(f"error: --gradcam_class: {error}", file=sys.stderr)
+        return 2
     settings = {
         "checkpoint": str(args.ckpt_path),
         "image_size": predictor.preprocessing.image_size,

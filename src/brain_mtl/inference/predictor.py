@@ -318,7 +318,8 @@ class Predictor:
 
         return read_image(item)
 
-    def _class_index(self, target_class: int | str | None) -> int | None:
+    def class_index(self, target_class: int | str | None) -> int | None:
+        """A class given by index or name -> its index (None stays None); raises ValueError for an unknown one."""
         if target_class is None or isinstance(target_class, int):
             if isinstance(target_class, int) and not 0 <= target_class < len(self.class_names):
                 raise ValueError(f"target_class {target_class} is not in [0, {len(self.class_names)})")
@@ -338,7 +339,7 @@ class Predictor:
         mask_probs, class_probs = self.forward_probs(batch, tta)
         cams = cam_classes = None
         if gradcam:
-            cams, cam_classes = self.gradcam(batch, self._class_index(target_class))
+            cams, cam_classes = self.gradcam(batch, self.class_index(target_class))
         results = []
         for i, (source, image) in enumerate(items):
             results.append(
