@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -13,14 +14,23 @@ REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
+@contextlib.contextmanager
+def one_torch_thread():
     # The CI machine has 2 cores shared with other jobs; two intra-op threads that wait on each other made a
-    # training step 15x slower there than one thread. Restored afterwards for other test folders.
+    # training step 15x slower there than one thread.
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread_per_module():
+    # Module scope, so the setting is restored before other test folders run.
+    with one_torch_thread():
+        yield
 
 
 def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
@@ -74,7 +84,16 @@ def trained(tmp_path_factory) -> Trained:
 
     run_dir = tmp_path_factory.mktemp("trained")
     data_root = run_dir / "data"
-    status = main(
+    with one_torch_thread():  # session fixtures are set up before the module-scoped thread setting
+        status = _fit(main, data_root, run_dir)
+    assert status == 0
+    checkpoints = sorted(run_dir.rglob("*.ckpt"))
+    assert checkpoints, f"fit wrote no checkpoint under {run_dir}"
+    return Trained(checkpoints[-1], data_root, run_dir)
+
+
+def _fit(main, data_root: Path, run_dir: Path) -> int:
+    return main(
         [
             "fit",
             "--config",
@@ -109,7 +128,3 @@ def trained(tmp_path_factory) -> Trained:
             "false",
         ]
     )
-    assert status == 0
-    checkpoints = sorted(run_dir.rglob("*.ckpt"))
-    assert checkpoints, f"fit wrote no checkpoint under {run_dir}"
-    return Trained(checkpoints[-1], data_root, run_dir)
