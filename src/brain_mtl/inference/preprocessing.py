@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
-import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_IMAGE_SIZE", "Preprocessing", "as_rgb_uint8", "size_pair"]
+__all__ = ["DEFAULT_IMAGE_SIZE", "Preprocessing", "as_rgb_uint8"]
 
 DEFAULT_IMAGE_SIZE = 256
 """Network input side used when neither the checkpoint nor the caller says (the reference notebook's size)."""
@@ -83,20 +81,6 @@ def _eval_transform(image_size: int, keep_aspect: bool) -> Any:
     from brain_mtl.data.transforms import build_transforms
 
     return build_transforms("test", image_size, keep_aspect=keep_aspect)
-
-
-def size_pair(size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    """``256`` / ``[256]`` / ``(256, 320)`` -> ``(height, width)``; None stays None."""
-    if size is None:
-        return None
-    if isinstance(size, int | np.integer | torch.Tensor) and not isinstance(size, bool):
-        return int(size), int(size)
-    values = [int(v) for v in size]
-    if len(values) == 1:
-        return values[0], values[0]
-    if len(values) != 2:
-        raise ValueError(f"image_size must be one side or (height, width), got {size!r}")
-    return values[0], values[1]
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
