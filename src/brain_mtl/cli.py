@@ -49,7 +49,7 @@ def _tool(name: str) -> Callable[[list[str]], int]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
-def _run_lightning(args: list[str], model_class: type | None) -> None:
+def _run_lightning(args: list[str] | None, model_class: type | None) -> None:
     from lightning.pytorch.cli import LightningCLI
 
     from brain_mtl.data import BrainTumorDataModule
@@ -84,5 +84,6 @@ def main(args: Sequence[str] | None = None, model_class: type | None = None) -> 
         return 0
     if argv[0] in TOOLS:
         return int(_tool(argv[0])(argv[1:]) or 0)
-    _run_lightning(argv, model_class)
+    # LightningCLI reads sys.argv itself when called from the command line (it warns when given both).
+    _run_lightning(None if args is None else argv, model_class)
     return 0
