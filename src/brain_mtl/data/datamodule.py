@@ -205,8 +205,7 @@ class BrainTumorDataModule(L.LightningDataModule):
 
     @staticmethod
     def _spec(record: ImageRecord, mask_path: Path | None = None, mask_known: bool = True) -> SampleSpec:
-        size = (record.height, record.width) if record.height else None
-        return SampleSpec(record.path, record.label, mask_path, mask_known, record.digest, size)
+        return SampleSpec(record.path, record.label, mask_path, mask_known, record.digest)
 
     def _seg_specs(self, split: str) -> list[SampleSpec]:
         index = self._require_index()

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from brain_mtl.data.errors import DatasetError
 from brain_mtl.data.io import read_image, read_mask
 from brain_mtl.data.transforms import to_tensor
 
@@ -41,7 +42,6 @@ class SampleSpec:
         mask_path: the mask file, or None (then the mask is all zeros: a no-tumour image or an unknown mask).
         mask_known: whether the mask is ground truth (True for a mask file and for no-tumour images).
         key: cache key of the image (its content hash; identical files share one cache entry).
-        orig_size: ``(H, W)`` of the file on disk when already known (saves a decode when cached).
     """
 
     image_path: Path
@@ -49,7 +49,6 @@ class SampleSpec:
     mask_path: Path | None = None
     mask_known: bool = True
     key: str = ""
-    orig_size: tuple[int, int] | None = None
 
 
 class ImageCache:
@@ -166,8 +165,6 @@ class BrainMRIDataset(Dataset):
         image = read_image(spec.image_path)
         mask = read_mask(spec.mask_path) if (self.with_mask and spec.mask_path is not None) else None
         if mask is not None and mask.shape != image.shape[:2]:
-            from brain_mtl.data.errors import DatasetError
-
             raise DatasetError(
                 f"{spec.mask_path}: image/mask size mismatch ({mask.shape[1]}x{mask.shape[0]} mask "
                 f"for a {image.shape[1]}x{image.shape[0]} image). Re-export the mask at the image's "

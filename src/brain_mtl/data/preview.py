@@ -88,7 +88,7 @@ def sample_grid(
 
 
 def dataset_preview(
-    root: str | os.PathLike, per_class: int = 5, split: str = "train", tile: int = 160, seed: int = 0
+    root: str | os.PathLike, per_class: int = 5, split: str = "train", tile: int = 144, seed: int = 0
 ) -> np.ndarray:
     """Grid of a few images per class of a BRISC-layout folder, tumour outlines drawn from the masks.
 
@@ -123,5 +123,5 @@ def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
     """Write an RGB uint8 picture as PNG (creating the parent folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"could not write {path}")
