@@ -234,7 +234,7 @@ def test_default_workers_leave_a_core(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_workers_get_different_augmentations(tmp_path: Path) -> None:
-    """albumentations' generator is copied into forked workers; seed_worker must make them differ."""
+    """albumentations' generator is copied into forked workers; samples must reseed it per worker."""
     t = TreeBuilder(tmp_path / "d")
     source = t.pair("train", "glioma", "gl")[0]
     for _ in range(7):  # eight copies of one image: any difference comes from augmentation
@@ -249,3 +249,23 @@ def test_workers_get_different_augmentations(tmp_path: Path) -> None:
     images = [b["image"] for b in loader]
     worker0, worker1 = images[0::2], images[1::2]
     assert not all(torch.equal(a, b) for a, b in zip(worker0, worker1, strict=False))
+
+
+def test_augmentation_follows_torch_seed(synthetic_root: Path) -> None:
+    """Augmentation draws from torch's generator: seed_everything and checkpointed RNG states reach it."""
+    dm = make_dm(synthetic_root, augment="strong", batch_size=2)
+    dm.setup("fit")
+    dataset = dm.segmentation_dataset("train")
+
+    def draw(seed: int) -> list[torch.Tensor]:
+        torch.manual_seed(seed)
+        return [dataset[0]["image"] for _ in range(4)]
+
+    first, again, other = draw(0), draw(0), draw(1)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+    assert not all(torch.equal(first[0], x) for x in first[1:])  # successive draws differ
+    # Evaluation pipelines are not random and leave torch's generator alone.
+    state = torch.get_rng_state()
+    dm.segmentation_dataset("val")[0]
+    assert torch.equal(state, torch.get_rng_state())

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 from pathlib import Path
 from typing import Literal
 
 import albumentations as A
 import lightning as L
-import numpy as np
 from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
 from brain_mtl.classes import NO_TUMOR
 from brain_mtl.data.datasets import (
-    BrainMRIDataset,
     ClassificationDataset,
     EvaluationDataset,
     ImageCache,
@@ -43,22 +40,6 @@ def default_num_workers() -> int:
     except AttributeError:  # macOS, Windows
         cpus = os.cpu_count() or 1
     return max(0, min(8, cpus - 1))
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: give each worker's albumentations pipeline its own random stream.
-
-    albumentations 2 keeps its random generator inside the pipeline; forked workers would all inherit the same
-    state and apply the same flips and rotations (and, without persistent workers, the same ones every epoch).
-    The worker's seed comes from torch (different per worker and per epoch, reproducible under
-    ``seed_everything``).
-    """
-    info = get_worker_info()
-    if info is None:
-        return
-    dataset = info.dataset
-    if isinstance(dataset, BrainMRIDataset):
-        dataset.transform.set_random_state(np.random.default_rng(info.seed), random.Random(info.seed))
 
 
 class BrainTumorDataModule(L.LightningDataModule):
@@ -260,26 +241,28 @@ class BrainTumorDataModule(L.LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=self.pin_memory,
-            worker_init_fn=seed_worker if workers > 0 else None,
         )
 
-    def _transform(self, split: str, stream: int = 0) -> A.Compose:
-        pipeline = build_transforms(split, self.image_size, self.keep_aspect, self.augment)
-        # A pipeline's own random stream, seeded so single-process runs repeat; workers reseed (seed_worker).
-        seed = int(np.random.SeedSequence([self.seed, stream]).generate_state(1)[0])
-        pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
-        return pipeline
+    def _transform(self, split: str) -> A.Compose:
+        return build_transforms(split, self.image_size, self.keep_aspect, self.augment)
+
+    def _random(self, split: str) -> bool:
+        return split == "train" and self.augment != "none"
 
     def _cache_for(self, split: str) -> ImageCache | None:
         return self.cache if split in ("train", "val") else None
 
     def segmentation_dataset(self, split: str) -> SegmentationDataset:
         """Segmentation samples of a split (training also holds no-tumour images when enabled)."""
-        return SegmentationDataset(self._seg_specs(split), self._transform(split), self._cache_for(split))
+        return SegmentationDataset(
+            self._seg_specs(split), self._transform(split), self._cache_for(split), self._random(split)
+        )
 
     def classification_dataset(self, split: str) -> ClassificationDataset:
         """Classification samples of a split (all classes)."""
-        return ClassificationDataset(self._cls_specs(split), self._transform(split, 1), self._cache_for(split))
+        return ClassificationDataset(
+            self._cls_specs(split), self._transform(split), self._cache_for(split), self._random(split)
+        )
 
     def _dataloader_factory(self, split: str) -> CombinedLoader | list[DataLoader]:
         self._check_split(split)

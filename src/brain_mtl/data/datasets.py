@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -138,6 +139,12 @@ class BrainMRIDataset(Dataset):
         with_mask: return ``"mask"`` (all zeros where a spec has no mask file).
         with_has_mask: also return ``"has_mask"`` (evaluation).
         cache: optional :class:`ImageCache` holding the resized images; used when it has the sample.
+        random_transform: the pipeline draws random numbers (training augmentation). Each sample then reseeds it
+            from torch's random generator, because albumentations keeps its own generator inside the pipeline:
+            forked DataLoader workers would all inherit one state and apply identical augmentations, and neither
+            ``seed_everything`` nor a checkpoint's saved random states would reach it. Drawn from torch, the
+            augmentation differs per worker (torch seeds each worker), repeats under ``seed_everything``, and a
+            resumed run continues as an uninterrupted one (with ``num_workers=0``).
     """
 
     def __init__(
@@ -147,8 +154,10 @@ class BrainMRIDataset(Dataset):
         with_mask: bool,
         with_has_mask: bool = False,
         cache: ImageCache | None = None,
+        random_transform: bool = False,
     ) -> None:
         self.specs = list(specs)
+        self.random_transform = random_transform
         self.transform = transform
         self.with_mask = with_mask
         self.with_has_mask = with_has_mask
@@ -175,6 +184,9 @@ class BrainMRIDataset(Dataset):
     def __getitem__(self, idx: int) -> dict:
         spec = self.specs[idx]
         image, mask, orig_size = self._load(spec)
+        if self.random_transform:
+            seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+            self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
         sample: dict = {}
         if self.with_mask:
             if mask is None:
@@ -198,15 +210,27 @@ class SegmentationDataset(BrainMRIDataset):
     Specs without a mask file get an all-zero mask (no-tumour images fed to the segmentation stream).
     """
 
-    def __init__(self, specs: Sequence[SampleSpec], transform: A.Compose, cache: ImageCache | None = None) -> None:
-        super().__init__(specs, transform, with_mask=True, cache=cache)
+    def __init__(
+        self,
+        specs: Sequence[SampleSpec],
+        transform: A.Compose,
+        cache: ImageCache | None = None,
+        random_transform: bool = False,
+    ) -> None:
+        super().__init__(specs, transform, with_mask=True, cache=cache, random_transform=random_transform)
 
 
 class ClassificationDataset(BrainMRIDataset):
     """Images with labels only: samples ``{"image", "label", "path", "orig_size"}``."""
 
-    def __init__(self, specs: Sequence[SampleSpec], transform: A.Compose, cache: ImageCache | None = None) -> None:
-        super().__init__(specs, transform, with_mask=False, cache=cache)
+    def __init__(
+        self,
+        specs: Sequence[SampleSpec],
+        transform: A.Compose,
+        cache: ImageCache | None = None,
+        random_transform: bool = False,
+    ) -> None:
+        super().__init__(specs, transform, with_mask=False, cache=cache, random_transform=random_transform)
 
 
 class EvaluationDataset(BrainMRIDataset):
