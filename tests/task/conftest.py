@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from lightning.pytorch import Callback
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
@@ -24,8 +25,24 @@ def tiny_root(tmp_path_factory) -> Path:
     return root
 
 
+class StopAfterEpochs(Callback):
+    """Stop a fit after ``epochs`` epochs as if it had been interrupted (the schedule still spans max_epochs)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
 def tiny_config(
-    root: Path, out: Path, source: Path = QUICKSTART, epochs: int = 1, overrides: dict[str, Any] | None = None
+    root: Path,
+    out: Path,
+    source: Path = QUICKSTART,
+    epochs: int = 1,
+    overrides: dict[str, Any] | None = None,
+    stop_after: int | None = None,
 ) -> Path:
     """Copy a shipped config with tiny sizes and every output under ``out``; return the new file.
 
@@ -49,6 +66,8 @@ def tiny_config(
             args["dirpath"] = str(out / "checkpoints")
         if callback["class_path"].endswith("PredictionGrid"):
             args.update(every_n_epochs=1, num_images=4)
+    if stop_after is not None:
+        trainer["callbacks"].append({"class_path": f"{__name__}.StopAfterEpochs", "init_args": {"epochs": stop_after}})
     config["model"].update(base_channels=4, depth=2, classifier_hidden=8)
     config["data"] = {
         "root": str(root),

@@ -97,8 +97,10 @@ def test_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(make_config, 
     straight = make_config(tmp_path / "straight", epochs=2)
     assert main(["fit", "--config", str(straight)]) == 0
 
+    # The same config (max_epochs 2, so the same cosine schedule), stopped after one epoch as if killed.
     interrupted = tmp_path / "interrupted"
-    assert main(["fit", "--config", str(make_config(interrupted, epochs=1))]) == 0
+    assert main(["fit", "--config", str(make_config(interrupted, epochs=2, stop_after=1))]) == 0
+    assert torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
     resumed = make_config(interrupted, epochs=2)
     assert main(["fit", "--config", str(resumed), "--ckpt_path", "last"]) == 0
 
