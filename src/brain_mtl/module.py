@@ -227,7 +227,9 @@ class BrainTumorModule(LightningModule):
                 # scans in this stream are scored by the false-mask rate instead.
                 probs = torch.sigmoid(seg_out.mask_logits[tumour].float())
                 metrics[f"{stage}_seg"].update(probs, seg_batch["mask"][tumour].long())
-                self.log_dict(metrics[f"{stage}_seg"], batch_size=int(tumour.sum()), **_EPOCH)
+            # Logged on every batch, updated or not: under DDP every process must compute (and so synchronise)
+            # the same set of metrics at epoch end, whatever images its shard happened to hold.
+            self.log_dict(metrics[f"{stage}_seg"], batch_size=max(1, int(tumour.sum())), **_EPOCH)
             if parts.mask is not None:
                 metrics[f"{stage}_loss_mask"].update(parts.mask.detach(), weight=self._batch_size(batch))
         if "cls" in outputs:
@@ -236,13 +238,14 @@ class BrainTumorModule(LightningModule):
             metrics[f"{stage}_cls"].update(class_logits.float(), cls_batch["label"])
             self.log_dict(metrics[f"{stage}_cls"], batch_size=len(cls_batch["label"]), **_EPOCH)
             healthy = cls_batch["label"] == NO_TUMOR
-            if isinstance(cls_out, UNetOutput) and healthy.any():
-                pred = torch.sigmoid(cls_out.mask_logits[healthy].float()) > threshold
-                metrics[f"{stage}_false_mask"].update(pred)
+            if isinstance(cls_out, UNetOutput):
+                if healthy.any():
+                    pred = torch.sigmoid(cls_out.mask_logits[healthy].float()) > threshold
+                    metrics[f"{stage}_false_mask"].update(pred)
                 self.log(
                     f"{stage}/seg/false_mask_rate",
                     metrics[f"{stage}_false_mask"],
-                    batch_size=int(healthy.sum()),
+                    batch_size=max(1, int(healthy.sum())),
                     **_EPOCH,
                 )
         if parts.cls is not None:
@@ -260,7 +263,7 @@ class BrainTumorModule(LightningModule):
         total = 0.0
         for part, weight in (("mask", hp.mask_loss_weight), ("class", hp.class_loss_weight)):
             metric = self.metrics[f"{stage}_loss_{part}"]
-            if metric.update_count == 0:
+            if not self._seen_by_any_process(metric):
                 continue
             value = metric.compute()
             self.log(f"{stage}/loss/{part}", value, sync_dist=False)
@@ -269,10 +272,17 @@ class BrainTumorModule(LightningModule):
         if stage != "train" and not isinstance(total, float):
             self.log(f"{stage}/loss", total, prog_bar=stage == "val")
 
+    def _seen_by_any_process(self, metric: nn.Module) -> bool:
+        """Whether a metric was updated in this epoch by any process.
+
+        Every process gets the same answer, so all of them take the same (synchronising) branch.
+        """
+        return bool(self.trainer.strategy.reduce_boolean_decision(metric.update_count > 0, all=False))
+
     def _log_score(self, stage: str) -> None:
         """``{stage}/score``: the mean of pooled Dice and macro F1, one number for model selection."""
         seg, cls = self.metrics[f"{stage}_seg"], self.metrics[f"{stage}_cls"]
-        if seg["dice"].update_count and cls["f1"].update_count:
+        if self._seen_by_any_process(seg["dice"]) and self._seen_by_any_process(cls["f1"]):
             score = (seg["dice"].compute() + cls["f1"].compute()) / 2
             self.log(f"{stage}/score", score, prog_bar=stage == "val")
 
