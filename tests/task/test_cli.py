@@ -181,3 +181,12 @@ def test_ddp_on_two_cpu_processes_synchronises_metrics(make_config, tiny_root, t
     ddp_values, single_values = scalars(tmp_path / "ddp"), scalars(tmp_path / "single")
     for tag in ("val/cls/acc", "val/cls/f1", "val/seg/dice", "val/seg/false_mask_rate"):
         assert ddp_values[tag][-1][1] == pytest.approx(single_values[tag][-1][1], abs=1e-6), tag
+
+    # `test` under DDP writes the evaluation report once (rank 0) and every process returns.
+    subprocess.run(
+        [sys.executable, "-m", "brain_mtl", "test", "--config", str(ddp_config), "--ckpt_path", str(checkpoint)],
+        check=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert len(list((tmp_path / "ddp").rglob("report.md"))) == 1

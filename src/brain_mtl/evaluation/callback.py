@@ -63,13 +63,16 @@ class EvaluationReport(Callback):
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Evaluate, write the report files and log the headline numbers (rank 0 only)."""
+        # Checked and resolved on every process: trainer.log_dir broadcasts (a collective), and an error raised on
+        # rank 0 alone would leave the other processes waiting at the barrier below.
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "evaluation_dataloader"):
+            raise RuntimeError(
+                "EvaluationReport needs a datamodule with evaluation_dataloader(split); pass one to "
+                "trainer.test(datamodule=...) or remove the callback"
+            )
+        out_dir = self.output_dir(trainer)
         if trainer.is_global_zero:
-            datamodule = trainer.datamodule
-            if datamodule is None or not hasattr(datamodule, "evaluation_dataloader"):
-                raise RuntimeError(
-                    "EvaluationReport needs a datamodule with evaluation_dataloader(split); pass one to "
-                    "trainer.test(datamodule=...) or remove the callback"
-                )
             report = evaluate(
                 trainer.lightning_module,
                 datamodule,
@@ -83,7 +86,7 @@ class EvaluationReport(Callback):
                 meta={"ckpt_path": str(trainer.ckpt_path) if trainer.ckpt_path else None},
             )
             self.report = report
-            self.paths = write_report(report, self.output_dir(trainer))
+            self.paths = write_report(report, out_dir)
             rank_zero_info(f"Evaluation report written to {self.paths[1]} and {self.paths[0]}")
             self._log_scalars(trainer, report["headline"])
         trainer.strategy.barrier("evaluation_report")
