@@ -308,9 +308,10 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
     try:
         loaded = load_checkpoint(args.ckpt_path)
-    except (OSError, ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except (OSError, ValueError, RuntimeError, TypeError) as error:
+        # Same status as predict-images for a checkpoint that cannot be loaded.
+        print(f"error: cannot load {args.ckpt_path}: {error}", file=sys.stderr)
+        return 2
     model = loaded.model.cpu().eval()
     output = Path(args.output)
     if args.format == "state_dict":

@@ -55,13 +55,13 @@ def decode_unchanged(data: bytes, path: str | os.PathLike) -> np.ndarray:
     return image
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
+def to_uint8(image: np.ndarray) -> np.ndarray:
     """Scale any-depth pixel data to uint8; 16-bit and float images are scaled by their own range."""
     if image.dtype == np.uint8:
         return image
     # MRI intensities have no absolute scale: map the image's own [min, max] to [0, 255].
     image = image.astype(np.float32)
-    low = float(np.nanmin(image)) if image.dtype.kind == "f" else 0.0
+    low = float(np.nanmin(image))
     high = float(np.nanmax(image))
     if high <= low:
         return np.zeros(image.shape, dtype=np.uint8)
@@ -71,7 +71,7 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     """Convert a decoded OpenCV array (gray, BGR or BGRA, any depth) to ``(H, W, 3)`` uint8 RGB."""
-    image = _to_uint8(image)
+    image = to_uint8(image)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     channels = image.shape[2]
@@ -111,7 +111,7 @@ def mask_from_array(mask: np.ndarray) -> np.ndarray:
     if mask.dtype == np.uint16:
         mask = (mask >> 8).astype(np.uint8)
     elif mask.dtype != np.uint8:
-        mask = _to_uint8(mask)
+        mask = to_uint8(mask)
     return (mask > MASK_THRESHOLD).astype(np.uint8)
 
 

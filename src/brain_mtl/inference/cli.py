@@ -94,8 +94,9 @@ def predict_images_main(argv: Sequence[str] | None = None) -> int:
             precision=args.precision,
             batch_size=args.batch_size,
         )
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (OSError, ValueError, RuntimeError, TypeError) as error:
+        # A missing or foreign file, or weights that do not fit the network: no traceback, exit status 2.
+        print(f"error: cannot load {args.ckpt_path}: {error}", file=sys.stderr)
         return 2
     target: int | str | None = args.gradcam_class
     if isinstance(target, str) and target.isdigit():

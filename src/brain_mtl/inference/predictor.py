@@ -339,7 +339,9 @@ class Predictor:
         mask_probs, class_probs = self.forward_probs(batch, tta)
         cams = cam_classes = None
         if gradcam:
-            cams, cam_classes = self.gradcam(batch, self.class_index(target_class))
+            # By default explain the class the prediction reports (after TTA / bf16), not a fresh argmax.
+            target = self.class_index(target_class)
+            cams, cam_classes = self.gradcam(batch, class_probs.argmax(1).tolist() if target is None else target)
         results = []
         for i, (source, image) in enumerate(items):
             results.append(

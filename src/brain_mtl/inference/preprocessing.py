@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 from torch import Tensor
 
+from brain_mtl.data.io import to_uint8
+
 __all__ = ["DEFAULT_IMAGE_SIZE", "Preprocessing", "as_rgb_uint8"]
 
 DEFAULT_IMAGE_SIZE = 256
@@ -90,12 +92,7 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
         image = image[:, :, 0]
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise ValueError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {image.shape}")
-    if image.dtype != np.uint8:
-        # As the file reader does: intensities have no absolute scale, map the image's own range to 0-255.
-        data = np.nan_to_num(image.astype(np.float32))
-        low, high = float(data.min()), float(data.max())
-        scale = 255.0 / (high - low) if high > low else 0.0
-        image = np.clip((data - low) * scale + 0.5, 0, 255).astype(np.uint8)
+    image = to_uint8(image)  # the file reader's scaling: the image's own range to 0-255
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     return np.ascontiguousarray(image[:, :, :3])
