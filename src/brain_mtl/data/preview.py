@@ -11,44 +11,8 @@ import numpy as np
 
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.data.io import read_image, read_mask
-
-OUTLINE_COLOR: tuple[int, int, int] = (255, 64, 64)
-"""RGB colour of mask outlines in previews."""
-
-
-def draw_mask_outline(
-    image: np.ndarray,
-    mask: np.ndarray,
-    color: tuple[int, int, int] = OUTLINE_COLOR,
-    thickness: int = 1,
-) -> np.ndarray:
-    """Draw the outline of a binary mask on a copy of an RGB image.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB.
-        mask: ``(H, W)`` array, non-zero where the tumour is.
-        color: RGB outline colour.
-        thickness: line width in pixels.
-
-    Returns:
-        ``(H, W, 3)`` uint8 RGB copy with the outline drawn.
-    """
-    out = np.ascontiguousarray(image.copy())
-    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(out, contours, -1, color, thickness, lineType=cv2.LINE_AA)
-    return out
-
-
-def _fit(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize keeping the aspect ratio and pad to ``size`` x ``size`` with black."""
-    height, width = image.shape[:2]
-    scale = size / max(height, width)
-    new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-    canvas = np.zeros((size, size, 3), dtype=np.uint8)
-    top, left = (size - new_h) // 2, (size - new_w) // 2
-    canvas[top : top + new_h, left : left + new_w] = resized
-    return canvas
+from brain_mtl.data.transforms import build_resize
+from brain_mtl.viz import GREEN, draw_outline
 
 
 def sample_grid(
@@ -72,17 +36,19 @@ def sample_grid(
     width = label_width + columns * tile
     canvas = np.full((height, width, 3), 255, dtype=np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
+    letterbox = build_resize(tile, keep_aspect=True)
     for r, (title, items) in enumerate(rows):
         top = r * (tile + caption_h)
         cv2.putText(canvas, title, (6, top + tile // 2), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         for c, (image, mask, caption) in enumerate(items):
+            # Ground truth in green, as in every other picture the library draws.
             shown = (
-                draw_mask_outline(image, mask, thickness=max(1, round(max(image.shape[:2]) / 200)))
+                draw_outline(image, mask, GREEN, thickness=max(1, round(max(image.shape[:2]) / 200)))
                 if mask is not None
                 else image
             )
             left = label_width + c * tile
-            canvas[top : top + tile, left : left + tile] = _fit(shown, tile)
+            canvas[top : top + tile, left : left + tile] = letterbox(image=shown)["image"]
             cv2.putText(canvas, caption, (left + 3, top + tile + 12), font, 0.35, (40, 40, 40), 1, cv2.LINE_AA)
     return canvas
 
