@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import cpu_name
 
 from brain_mtl.export import ONNX_INPUT, export_onnx
 from brain_mtl.models import UNet
@@ -41,17 +41,6 @@ NETWORKS = {
     64: {"base_channels": 64, "depth": 4, "classifier_hidden": 256},  # reference notebook, configs/brisc_unet.yaml
     16: {"base_channels": 16, "depth": 4, "classifier_hidden": 128},  # configs/quickstart.yaml
 }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _load() -> float:
@@ -129,7 +118,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     info = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
         "threads": args.threads,
         "torch": torch.__version__,

@@ -14,26 +14,15 @@ GradScaler-free step (timing only).
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from common import cpu_name
 
 from brain_mtl.models import UNet
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _time(fn: Callable[[], None], warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
@@ -79,7 +68,7 @@ def main() -> None:
 
     print(
         f"UNet(attention={args.attention}) {n_params:,} parameters | torch {torch.__version__} | {device} "
-        f"{torch.cuda.get_device_name() if on_cuda else _cpu_name()} | "
+        f"{torch.cuda.get_device_name() if on_cuda else cpu_name()} | "
         f"threads {torch.get_num_threads()} | input {args.size}x{args.size}"
     )
     print("| measurement | precision | median s | min s | max s | n |")
