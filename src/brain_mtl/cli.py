@@ -84,6 +84,13 @@ def main(args: Sequence[str] | None = None, model_class: type | None = None) -> 
         return 0
     if argv[0] in TOOLS:
         return int(_tool(argv[0])(argv[1:]) or 0)
-    # LightningCLI reads sys.argv itself when called from the command line (it warns when given both).
-    _run_lightning(None if args is None else argv, model_class)
+    from brain_mtl.data.errors import DatasetError
+
+    try:
+        # LightningCLI reads sys.argv itself when called from the command line (it warns when given both).
+        _run_lightning(None if args is None else argv, model_class)
+    except DatasetError as error:
+        # The message already lists every problem with its file and fix; a traceback would only bury it.
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0

@@ -190,3 +190,23 @@ def test_ddp_on_two_cpu_processes_synchronises_metrics(make_config, tiny_root, t
         timeout=600,
     )
     assert len(list((tmp_path / "ddp").rglob("report.md"))) == 1
+
+
+def test_fit_on_a_broken_folder_stops_before_training_and_names_every_bad_file(tiny_root, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "broken"
+    shutil.copytree(tiny_root, root)
+    glioma = sorted((root / "classification_task" / "train" / "glioma").iterdir())[0]
+    unknown = glioma.with_name("brisc2025_train_99999_xx_ax_t1.jpg")
+    shutil.copy(glioma, unknown)
+    mask = sorted((root / "segmentation_task" / "train" / "masks").iterdir())[0]
+    mask.unlink()
+
+    args = ["fit", "--config", str(QUICKSTART), "--data.root", str(root), "--data.num_workers", "0"]
+    args += ["--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert str(unknown) in err and "unknown class code 'xx'" in err
+    assert f"missing mask: no file named {mask.stem}." in err
+    assert not (tmp_path / "run").exists() or not list((tmp_path / "run").rglob("*.ckpt"))
