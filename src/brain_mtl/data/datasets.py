@@ -136,8 +136,6 @@ class BrainMRIDataset(Dataset):
     Args:
         specs: the samples.
         transform: albumentations pipeline (:func:`brain_mtl.data.transforms.build_transforms`).
-        with_mask: return ``"mask"`` (all zeros where a spec has no mask file).
-        with_has_mask: also return ``"has_mask"`` (evaluation).
         cache: optional :class:`ImageCache` holding the resized images; used when it has the sample.
         random_transform: the pipeline draws random numbers (training augmentation). Each sample then reseeds it
             from torch's random generator, because albumentations keeps its own generator inside the pipeline:
@@ -145,22 +143,24 @@ class BrainMRIDataset(Dataset):
             ``seed_everything`` nor a checkpoint's saved random states would reach it. Drawn from torch, the
             augmentation differs per worker (torch seeds each worker), repeats under ``seed_everything``, and a
             resumed run continues as an uninterrupted one (with ``num_workers=0``).
+
+    Subclasses choose the sample keys with two class attributes: ``with_mask`` (return ``"mask"``, all zeros where a
+    spec has no mask file) and ``with_has_mask`` (also return ``"has_mask"``, for evaluation).
     """
+
+    with_mask: bool = False
+    with_has_mask: bool = False
 
     def __init__(
         self,
         specs: Sequence[SampleSpec],
         transform: A.Compose,
-        with_mask: bool,
-        with_has_mask: bool = False,
         cache: ImageCache | None = None,
         random_transform: bool = False,
     ) -> None:
         self.specs = list(specs)
         self.random_transform = random_transform
         self.transform = transform
-        self.with_mask = with_mask
-        self.with_has_mask = with_has_mask
         self.cache = cache
 
     def __len__(self) -> int:
@@ -210,27 +210,11 @@ class SegmentationDataset(BrainMRIDataset):
     Specs without a mask file get an all-zero mask (no-tumour images fed to the segmentation stream).
     """
 
-    def __init__(
-        self,
-        specs: Sequence[SampleSpec],
-        transform: A.Compose,
-        cache: ImageCache | None = None,
-        random_transform: bool = False,
-    ) -> None:
-        super().__init__(specs, transform, with_mask=True, cache=cache, random_transform=random_transform)
+    with_mask = True
 
 
 class ClassificationDataset(BrainMRIDataset):
     """Images with labels only: samples ``{"image", "label", "path", "orig_size"}``."""
-
-    def __init__(
-        self,
-        specs: Sequence[SampleSpec],
-        transform: A.Compose,
-        cache: ImageCache | None = None,
-        random_transform: bool = False,
-    ) -> None:
-        super().__init__(specs, transform, with_mask=False, cache=cache, random_transform=random_transform)
 
 
 class EvaluationDataset(BrainMRIDataset):
@@ -240,5 +224,5 @@ class EvaluationDataset(BrainMRIDataset):
     (known empty). Tumour images without a mask get zeros and ``has_mask=False``.
     """
 
-    def __init__(self, specs: Sequence[SampleSpec], transform: A.Compose, cache: ImageCache | None = None) -> None:
-        super().__init__(specs, transform, with_mask=True, with_has_mask=True, cache=cache)
+    with_mask = True
+    with_has_mask = True
