@@ -139,12 +139,12 @@ def test_image_mask_size_mismatch(tree: TreeBuilder) -> None:
     assert "40x32" in problem.message and "32x32" in problem.message and seg.name in problem.message
 
 
-def test_unreadable_image(tree: TreeBuilder) -> None:
+def test_text_named_jpg_is_not_an_image(tree: TreeBuilder) -> None:
     bad = tree.cls("train", "pituitary", "pi")
     bad.write_bytes(b"this is not a jpeg at all" * 10 + b"\xff\xd9")
     index = index_dataset(tree.root)
     (problem,) = index.errors
-    assert problem.kind == "unreadable" and problem.path == bad
+    assert problem.kind == "not_an_image" and problem.path == bad
 
 
 def test_empty_file(tree: TreeBuilder) -> None:

@@ -30,7 +30,20 @@ import numpy as np
 
 from brain_mtl.classes import CLASS_NAMES, DEFAULT_NAME_MAP, NO_TUMOR, class_index
 from brain_mtl.data.errors import DatasetError
-from brain_mtl.data.io import IMAGE_EXTENSIONS, decode_unchanged, is_truncated, mask_from_array
+from brain_mtl.data.io import (
+    EXTENSION_FORMATS,
+    FORMAT_EXTENSIONS,
+    FORMAT_NAMES,
+    IMAGE_EXTENSIONS,
+    capture_native_stderr,
+    decode_checked,
+    decode_unchanged,
+    describe_start,
+    is_truncated,
+    mask_from_array,
+    release_captured,
+    sniff_format,
+)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 """Split folder names that are indexed (``val`` is optional)."""
@@ -46,6 +59,9 @@ _NAME_PATTERNS = (
 )
 
 Severity = Literal["error", "warning"]
+
+FULL_MASK_FRACTION = 0.9
+"""A mask with more tumour pixels than this share of the image is reported (probably inverted, or not a mask)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +89,15 @@ class Problem:
 
 @dataclass(frozen=True)
 class FileCheck:
-    """What reading one file found."""
+    """What reading one file found.
+
+    ``error_kind`` names the cause when the file is unusable: ``"unreadable"`` (cannot be opened, or empty),
+    ``"not_an_image"`` (the content has no image signature, whatever its name), ``"truncated"`` (the data ends
+    before its end marker) or ``"corrupt"`` (the decoder fails, or a JPEG decodes with libjpeg's "Corrupt JPEG
+    data" warning: part of it comes out grey). ``error`` says it in words and ``fix`` what to do. ``notes`` are
+    warnings about a usable file, ``(kind, message, fix)``: ``"wrong_extension"`` (e.g. a JPEG named ``.png``;
+    it loads, as files are decoded by content) and ``"decoder_warning"`` (a non-JPEG decoder printed a warning).
+    """
 
     digest: str | None = None
     height: int = 0
@@ -81,8 +105,12 @@ class FileCheck:
     channels: int = 0
     dtype: str = ""
     mask_area: float | None = None  # tumour fraction of a mask file, after thresholding
-    error_kind: str | None = None  # "unreadable" or "truncated"
+    error_kind: str | None = None  # "unreadable", "not_an_image", "truncated" or "corrupt"
     error: str | None = None
+    format: str | None = None  # what the content is (io.sniff_format): "jpeg", "png", ...; None: not an image
+    fix: str | None = None
+    notes: tuple[tuple[str, str, str], ...] = ()
+    decoder_messages: str = ""  # what the decoder printed to stderr while decoding this file (strict decoding)
 
 
 @dataclass(frozen=True)
@@ -216,34 +244,115 @@ def file_digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def inspect_file(path: Path, is_mask: bool = False, decode: bool = True) -> FileCheck:
-    """Read one file: content hash, truncation, decodability, size, and (masks) the tumour fraction.
+_REPLACE_FIX = "replace it with a good copy (copy or download it again, or re-export it), or remove it."
+_MESSAGE_LIMIT = 300
+# OpenCV's log lines carry a timestamp ("[ WARN:0@0.022] ..."): dropped when comparing two captures of one message.
+_LOG_STAMP = re.compile(r"^\[\s*(\w+):[^\]]*\]\s*")
 
-    Never raises: a problem is returned in ``error_kind``/``error``.
+
+def _one_line(messages: str) -> str:
+    text = "; ".join(line.strip() for line in messages.splitlines() if line.strip())
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 3] + "..."
+
+
+def inspect_file(path: Path, is_mask: bool = False, decode: bool = True, strict: bool = True) -> FileCheck:
+    """Read one file: content hash, format, truncation, decodability, size, and (masks) the tumour fraction.
+
+    The file is judged by its content, not its name: bytes with no image signature are ``not_an_image``; a JPEG
+    named ``.png`` loads (OpenCV reads content) and gets a ``wrong_extension`` note; bytes after the end marker
+    are accepted. With ``strict``, the decoder's warnings on stderr are captured for this file
+    (:func:`brain_mtl.data.io.decode_checked`): a JPEG that decodes with libjpeg's "Corrupt JPEG data" warning is
+    ``corrupt`` (OpenCV returns it with the undecodable part flat grey).
+
+    Args:
+        path: the file.
+        is_mask: also compute the mask's tumour fraction.
+        decode: decode the pixels (False: hash, format and truncation only).
+        strict: capture the decoder's warnings. Only False inside a capture that the caller holds (decoding
+            threads, see ``_inspect_all``), where a capture per file would wait forever on the capture lock.
+
+    Never raises: a problem is returned in ``error_kind``/``error``/``fix``, warnings in ``notes``.
     """
     try:
         data = path.read_bytes()
     except OSError as error:
-        return FileCheck(error_kind="unreadable", error=f"cannot be opened ({error.strerror or error}).")
+        return FileCheck(
+            error_kind="unreadable",
+            error=f"unreadable: the file cannot be opened ({error.strerror or error}).",
+            fix="check its permissions, or replace or remove it.",
+        )
     digest = file_digest(data)
     if not data:
-        return FileCheck(digest=digest, error_kind="unreadable", error="is empty (0 bytes).")
-    if is_truncated(data, path.suffix):
+        return FileCheck(
+            digest=digest, error_kind="unreadable", error="unreadable: the file is empty (0 bytes).", fix=_REPLACE_FIX
+        )
+    fmt = sniff_format(data)
+    if fmt is None:
         return FileCheck(
             digest=digest,
+            error_kind="not_an_image",
+            error=f"not an image: the content is not JPEG, PNG or any image format although the name ends in "
+            f"{path.suffix or '(no extension)'} ({describe_start(data)}).",
+            fix="replace it with the real image (a JPEG starts with the bytes ff d8 ff, a PNG with 89 50 4e 47), "
+            "or remove it.",
+        )
+    name = FORMAT_NAMES[fmt]
+    notes: list[tuple[str, str, str]] = []
+    named = EXTENSION_FORMATS.get(path.suffix.lower())
+    if named is not None and named != fmt:
+        notes.append(
+            (
+                "wrong_extension",
+                f"wrong extension: it is a {name}, named {path.suffix}. It loads (files are decoded by their "
+                "content, not their name), but other tools may refuse it.",
+                f"rename it to {path.stem}{FORMAT_EXTENSIONS[fmt]}.",
+            )
+        )
+    if is_truncated(data):
+        return FileCheck(
+            digest=digest,
+            format=fmt,
             error_kind="truncated",
-            error=f"is truncated: the {path.suffix.lstrip('.').upper()} data ends before its end "
-            "marker (an interrupted copy or download).",
+            error=f"truncated: the {name} data ends before its end marker (an interrupted copy or download; "
+            "decoded, the missing part would come out grey).",
+            fix="copy or download it again, or remove it.",
+            notes=tuple(notes),
         )
     if not decode:
-        return FileCheck(digest=digest)
-    try:
-        array = decode_unchanged(data, path)
-    except DatasetError:
+        return FileCheck(digest=digest, format=fmt, notes=tuple(notes))
+    if strict:
+        array, messages = decode_checked(data)
+    else:
+        array, messages = _decode_or_none(data, path), ""
+    if array is None:
+        said = f" (the decoder said: {_one_line(messages)!r})" if messages else ""
         return FileCheck(
             digest=digest,
-            error_kind="unreadable",
-            error="cannot be decoded as an image (corrupt file or not an image).",
+            format=fmt,
+            error_kind="corrupt",
+            error=f"corrupt: the {name} data cannot be decoded{said}.",
+            fix=_REPLACE_FIX,
+            notes=tuple(notes),
+            decoder_messages=messages,
+        )
+    if messages and fmt == "jpeg":
+        return FileCheck(
+            digest=digest,
+            format=fmt,
+            error_kind="corrupt",
+            error=f"corrupt: the JPEG decoder reported {_one_line(messages)!r}: part of the image is missing "
+            "(decoded as flat grey) or garbled.",
+            fix=_REPLACE_FIX,
+            notes=tuple(notes),
+            decoder_messages=messages,
+        )
+    if messages:
+        notes.append(
+            (
+                "decoder_warning",
+                f"the {name} decoder warned: {_one_line(messages)!r}; the image was decoded.",
+                "check that it looks right; re-save it (e.g. with OpenCV or Pillow) if it does not.",
+            )
         )
     channels = 1 if array.ndim == 2 else array.shape[2]
     mask_area = float(mask_from_array(array).mean()) if is_mask else None
@@ -254,7 +363,17 @@ def inspect_file(path: Path, is_mask: bool = False, decode: bool = True) -> File
         channels=channels,
         dtype=str(array.dtype),
         mask_area=mask_area,
+        format=fmt,
+        notes=tuple(notes),
+        decoder_messages=messages,
     )
+
+
+def _decode_or_none(data: bytes, path: Path) -> np.ndarray | None:
+    try:
+        return decode_unchanged(data, path)
+    except DatasetError:
+        return None
 
 
 def _inspect_all(jobs: Sequence[tuple[Path, bool]], decode: bool, threads: int | None) -> list[FileCheck]:
@@ -262,9 +381,30 @@ def _inspect_all(jobs: Sequence[tuple[Path, bool]], decode: bool, threads: int |
         threads = min(8, os.cpu_count() or 1)
     if threads <= 1 or len(jobs) < 8:
         return [inspect_file(p, m, decode) for p, m in jobs]
+
     # OpenCV decoding and hashing release the GIL: threads use every core without pickling arrays around.
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return list(pool.map(lambda job: inspect_file(job[0], job[1], decode), jobs, chunksize=16))
+    def run() -> list[FileCheck]:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(lambda job: inspect_file(job[0], job[1], decode, strict=False), jobs, chunksize=16))
+
+    if not decode:
+        return run()
+    # libjpeg prints "Corrupt JPEG data: ..." to stderr without a file name. Stderr is one per process, so it is
+    # captured once around all the decoding threads; in the rare case that anything was printed, the files are
+    # decoded again one by one, each with its own capture, to tell which file said what.
+    with capture_native_stderr() as captured:
+        checks = run()
+    if not captured.text.strip():
+        return checks
+    checks = [inspect_file(p, m, decode, strict=True) for p, m in jobs]
+    attributed = {_LOG_STAMP.sub("", line).strip() for c in checks for line in c.decoder_messages.splitlines()}
+    unattributed = [
+        line
+        for line in captured.text.splitlines(keepends=True)
+        if line.strip() and _LOG_STAMP.sub("", line).strip() not in attributed
+    ]
+    release_captured("".join(unattributed))  # other code's output, printed meanwhile: give it back
+    return checks
 
 
 def find_duplicates(paths: Iterable[str | os.PathLike]) -> list[list[Path]]:
@@ -493,6 +633,19 @@ def _image_files(folder: Path, problems: list[Problem]) -> list[Path]:
     return files
 
 
+def _report_file(check: FileCheck, path: Path, also_remove: str, problems: list[Problem]) -> bool:
+    """Turn one file's check into problems (its error, its warnings); True when the file is unusable."""
+    for kind, message, fix in check.notes:
+        problems.append(Problem(kind, path, message, fix, "warning"))
+    if not check.error:
+        return False
+    fix = check.fix or _REPLACE_FIX
+    if also_remove and fix.endswith("or remove it."):
+        fix = fix[: -len(".")] + also_remove + "."
+    problems.append(Problem(check.error_kind or "unreadable", path, check.error, fix))
+    return True
+
+
 def index_dataset(
     root: str | os.PathLike,
     class_name_map: Mapping[str, str] | None = None,
@@ -536,6 +689,7 @@ def index_dataset(
         if split == "val":
             index.has_val_split = True
         seen_classes = set()
+        empty_class_dirs: dict[int, Path] = {}  # class -> a folder of it that holds no image
         for class_dir in sorted(split_dir.iterdir()):
             if _is_junk(class_dir):
                 continue
@@ -552,6 +706,9 @@ def index_dataset(
                 continue
             folder_label = _resolve(class_dir.name, class_name_map)
             files = _image_files(class_dir, problems)
+            if folder_label is not None and not files:
+                empty_class_dirs.setdefault(folder_label, class_dir)
+                continue
             if folder_label is None:
                 problems.append(
                     Problem(
@@ -584,17 +741,30 @@ def index_dataset(
                             )
                         )
                 pending.append({"path": path, "label": label, "split": split, "task": "classification", "view": view})
-        if seen_classes and len(seen_classes) < len(CLASS_NAMES):
-            missing = [CLASS_NAMES[i] for i in range(len(CLASS_NAMES)) if i not in seen_classes]
-            problems.append(
-                Problem(
-                    "missing_class",
-                    split_dir,
-                    f"no images of {', '.join(missing)} in this split.",
-                    "add them if the split should cover every class.",
-                    "warning",
+        if seen_classes or empty_class_dirs:
+            for label, class_dir in sorted(empty_class_dirs.items()):
+                if label not in seen_classes:
+                    problems.append(
+                        Problem(
+                            "missing_class",
+                            class_dir,
+                            f"the class folder is empty: no images of {CLASS_NAMES[label]} in this split.",
+                            "put its images in it (an interrupted copy?), or remove the folder if the split "
+                            "should not cover the class.",
+                            "warning",
+                        )
+                    )
+            missing = [i for i in range(len(CLASS_NAMES)) if i not in seen_classes and i not in empty_class_dirs]
+            if missing:
+                problems.append(
+                    Problem(
+                        "missing_class",
+                        split_dir,
+                        f"no images of {', '.join(CLASS_NAMES[i] for i in missing)} in this split.",
+                        "add them if the split should cover every class.",
+                        "warning",
+                    )
                 )
-            )
 
     # Segmentation: images/ and masks/ paired by file name without extension.
     for split, split_dir in _split_dirs(root / "segmentation_task", problems):
@@ -693,28 +863,10 @@ def index_dataset(
     records: list[ImageRecord] = []
     for item in pending:
         check = checks[item["path"]]
-        bad = False
-        if check.error:
-            problems.append(
-                Problem(
-                    check.error_kind or "unreadable",
-                    item["path"],
-                    f"{check.error_kind} image: the file {check.error}",
-                    "replace it with a good copy or remove it.",
-                )
-            )
-            bad = True
+        bad = _report_file(check, item["path"], "", problems)
         mask_check = checks.get(item.get("mask_path")) if item.get("mask_path") is not None else None
-        if mask_check is not None and mask_check.error:
-            problems.append(
-                Problem(
-                    mask_check.error_kind or "unreadable",
-                    item["mask_path"],
-                    f"{mask_check.error_kind} mask: the file {mask_check.error}",
-                    "replace it with a good copy or remove it and its image.",
-                )
-            )
-            bad = True
+        if mask_check is not None:
+            bad = _report_file(mask_check, item["mask_path"], " and its image", problems) or bad
         if (
             decode
             and not bad
@@ -854,7 +1006,19 @@ def _check_masks(records: list[ImageRecord], problems: list[Problem], decode: bo
                     "white (255); a mask saved as 0/1 reads as empty: multiply it by 255.",
                 )
             )
-        elif r.mask_area > 0 and r.label == NO_TUMOR:
+        elif r.mask_area > FULL_MASK_FRACTION:
+            problems.append(
+                Problem(
+                    "full_mask",
+                    r.mask_path,
+                    f"nearly full mask: {r.mask_area:.1%} of the pixels are tumour (above 127) for its image "
+                    f"{r.path.name} ({CLASS_NAMES[r.label]}); tumours cover at most a few tens of percent of a "
+                    "slice (BRISC: 17% at most). Probably an inverted mask (tumour black on white) or the wrong file.",
+                    "check it: masks mark the tumour in white (255) on black; invert an inverted one (255 - value).",
+                    "warning",
+                )
+            )
+        if r.mask_area > 0 and r.label == NO_TUMOR:
             problems.append(
                 Problem(
                     "label_conflict",

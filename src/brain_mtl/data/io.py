@@ -7,7 +7,12 @@ never branch on the file format.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -19,6 +24,42 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
 )
 """File extensions (lower case) that are treated as images when a folder is indexed."""
+
+EXTENSION_FORMATS: dict[str, str] = {
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".png": "png",
+    ".bmp": "bmp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".webp": "webp",
+    ".jp2": "jpeg2000",
+    ".pgm": "pnm",
+    ".ppm": "pnm",
+}
+"""The format each image extension promises (:func:`sniff_format` tells what a file really holds)."""
+
+FORMAT_NAMES: dict[str, str] = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+    "webp": "WebP",
+    "jpeg2000": "JPEG 2000",
+    "pnm": "PGM/PPM",
+}
+"""Readable names of the formats :func:`sniff_format` returns."""
+
+FORMAT_EXTENSIONS: dict[str, str] = {
+    "jpeg": ".jpg",
+    "png": ".png",
+    "bmp": ".bmp",
+    "tiff": ".tif",
+    "webp": ".webp",
+    "jpeg2000": ".jp2",
+    "pnm": ".pgm",
+}
+"""The usual extension of each format (what a misnamed file should be renamed to)."""
 
 MASK_THRESHOLD = 127
 """A mask pixel is tumour when its 8-bit value is above this (BRISC masks hold 0-7 and 248-255, not 0/255)."""
@@ -45,14 +86,145 @@ def decode_unchanged(data: bytes, path: str | os.PathLike) -> np.ndarray:
     Raises:
         DatasetError: the bytes are not an image OpenCV can decode.
     """
-    image = None
-    if data:
-        # np.frombuffer + imdecode instead of cv2.imread: works with non-ASCII paths on every OS.
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    image = _imdecode(data)
     if image is None or image.size == 0:
-        reason = "the file is empty" if not data else "OpenCV cannot decode it (corrupt or not an image)"
+        if not data:
+            reason = "the file is empty"
+        elif sniff_format(data) is None:
+            reason = f"not an image: its content is no image format ({describe_start(data)})"
+        elif is_truncated(data):
+            reason = f"truncated: the {FORMAT_NAMES[sniff_format(data)]} data ends before its end marker"
+        else:
+            reason = f"corrupt: OpenCV cannot decode this {FORMAT_NAMES[sniff_format(data)]} data"
         raise DatasetError(f"{path}: unreadable image: {reason}. Replace or remove the file.")
     return image
+
+
+class CapturedStderr:
+    """What native code wrote to file descriptor 2 inside :func:`capture_native_stderr` (``text``, set on exit)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.active = False  # False when file descriptor 2 could not be redirected (nothing was captured)
+
+
+# One redirection of file descriptor 2 at a time: it is process-wide, so two overlapping ones would restore each
+# other's target. Re-entrant so that a capture may nest inside another one of the same thread.
+_STDERR_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def capture_native_stderr() -> Iterator[CapturedStderr]:
+    """Capture what C libraries (libjpeg, libpng, OpenCV's logger) write to file descriptor 2 meanwhile.
+
+    libjpeg reports corrupt data ("Corrupt JPEG data: ...") as a warning printed straight to the process's
+    stderr, without a file name, and OpenCV then returns the image with the undecodable part flat grey. Reading
+    the warning is the only way to notice. File descriptor 2 is pointed at a temporary file and restored on exit;
+    the text is then in ``captured.text``. The redirection is process-wide: while it lasts, whatever any thread
+    writes to stderr lands in the capture (callers give back what they cannot attribute, see
+    :func:`release_captured`). Captures are serialised by a lock; run the decoding threads *inside* one capture,
+    never one capture per thread.
+
+    Yields:
+        A :class:`CapturedStderr` whose ``text`` is filled when the block exits.
+    """
+    captured = CapturedStderr()
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        _flush_python_stderr()
+        saved = None
+        with contextlib.suppress(OSError):
+            saved = os.dup(2)
+        if saved is None:  # no file descriptor 2 (a detached process): nothing to capture, nothing to lose
+            yield captured
+            return
+        try:
+            os.dup2(sink.fileno(), 2)
+            captured.active = True
+            try:
+                yield captured
+            finally:
+                _flush_python_stderr()
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        sink.seek(0)
+        captured.text = sink.read().decode("utf-8", errors="replace")
+
+
+def _flush_python_stderr() -> None:
+    with contextlib.suppress(Exception):
+        if sys.stderr is not None:
+            sys.stderr.flush()
+
+
+def release_captured(text: str) -> None:
+    """Write captured stderr text back to stderr (output of other code that a capture swallowed)."""
+    if text:
+        with contextlib.suppress(OSError):
+            os.write(2, text.encode("utf-8", errors="replace"))
+
+
+def decode_checked(data: bytes) -> tuple[np.ndarray | None, str]:
+    """Decode bytes as stored and return what the decoder printed meanwhile.
+
+    Args:
+        data: the file's bytes.
+
+    Returns:
+        ``(image or None, decoder messages)``: the messages are libjpeg's, libpng's or OpenCV's warnings about
+        this data (empty for a clean file). A JPEG that decodes *with* a message is corrupt: part of it is grey.
+    """
+    with capture_native_stderr() as captured:
+        image = _imdecode(data)
+    return image, captured.text.strip()
+
+
+def _imdecode(data: bytes) -> np.ndarray | None:
+    if not data:
+        return None
+    # np.frombuffer + imdecode instead of cv2.imread: works with non-ASCII paths on every OS.
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    return None if image is None or image.size == 0 else image
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Tell an image format from the first bytes of a file (its signature), whatever the file is named.
+
+    Returns:
+        ``"jpeg"`` (FF D8 FF), ``"png"`` (89 50 4E 47 0D 0A 1A 0A), ``"bmp"``, ``"tiff"``, ``"webp"``,
+        ``"jpeg2000"``, ``"pnm"``, or None when the bytes start like none of them (not an image).
+    """
+    head = data[:16]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"BM") and len(data) >= 26:
+        return "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    if head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xff\x4f\xff\x51"):
+        return "jpeg2000"
+    if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3] in b" \t\r\n#":
+        return "pnm"
+    return None
+
+
+def describe_start(data: bytes, count: int = 8) -> str:
+    """The first bytes of a file, as text and hex, for error messages ("it starts with '<html><b' = 3c 68 ...")."""
+    head = data[:count]
+    text = head.decode("latin-1")
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    guess = ""
+    if head and printable == len(head):
+        lowered = data[:256].lstrip().lower()
+        if lowered.startswith((b"<!doctype html", b"<html", b"<?xml", b"<svg")):
+            guess = "; it looks like an HTML or XML page, e.g. an error page saved under an image name"
+        else:
+            guess = "; it looks like text"
+    return f"it starts with {text!r} = {head.hex(' ')}{guess}"
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -133,16 +305,63 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return mask_from_array(decode_unchanged(read_bytes(path), path))
 
 
-def is_truncated(data: bytes, suffix: str) -> bool:
+def is_truncated(data: bytes, suffix: str | None = None) -> bool:
     """Tell whether encoded bytes end before their format's end marker (JPEG ``FFD9``, PNG ``IEND``).
 
-    OpenCV decodes a truncated JPEG without an error (the missing part comes out gray), so truncation is
-    checked on the bytes. Formats without an end marker are never reported as truncated here.
+    Some OpenCV versions decode a truncated JPEG without an error (the missing part comes out gray), so
+    truncation is checked on the bytes. The format is told from the content (:func:`sniff_format`), so a JPEG
+    named ``.png`` is judged as a JPEG; ``suffix`` is only a fallback for bytes with no known signature.
+    Bytes *after* the end marker (padding, appended metadata) are not truncation. Formats without an end marker
+    are never reported as truncated here.
     """
-    suffix = suffix.lower()
-    if suffix in {".jpg", ".jpeg"}:
-        tail = data[-64:].rstrip(b"\x00\r\n\t ")
-        return not tail.endswith(b"\xff\xd9")
-    if suffix == ".png":
-        return b"IEND" not in data[-32:]
+    fmt = sniff_format(data) or EXTENSION_FORMATS.get((suffix or "").lower())
+    if fmt == "jpeg":
+        return _jpeg_truncated(data)
+    if fmt == "png":
+        return _png_truncated(data)
     return False
+
+
+# JPEG markers without a length field: TEM, RST0-7, SOI, EOI.
+_JPEG_STANDALONE = {0x01, *range(0xD0, 0xDA)}
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    """True when the JPEG has no end marker (FFD9) after its first scan, or its header segments run past the end.
+
+    The header segments are walked by their lengths up to the first scan (SOS), so the end marker of an embedded
+    EXIF thumbnail does not count; inside scan data a literal FF is always followed by 00 or a restart marker,
+    so the first FFD9 after the scan header is the image's end marker.
+    """
+    pos, size = 2, len(data)
+    while pos < size:
+        if data[pos] != 0xFF:
+            return False  # broken header structure: corrupt, not truncated (the decoder will say)
+        while pos < size and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= size:
+            return True
+        marker = data[pos]
+        pos += 1
+        if marker in _JPEG_STANDALONE:
+            if marker == 0xD9:  # end marker before any scan: no image data
+                return False
+            continue
+        if pos + 2 > size:
+            return True
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if marker == 0xDA:
+            return data.find(b"\xff\xd9", pos + length) < 0
+        pos += length
+    return True
+
+
+def _png_truncated(data: bytes) -> bool:
+    """True when the PNG's chunks (length, type, data, CRC) run out before the IEND chunk."""
+    pos, size = 8, len(data)
+    while pos + 8 <= size:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return False
+        pos += 12 + length
+    return True
