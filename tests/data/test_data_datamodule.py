@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from data_helpers import N_TEST, N_TRAIN, TreeBuilder
 from lightning.pytorch.utilities import CombinedLoader
 
@@ -13,12 +14,15 @@ from brain_mtl.classes import NO_TUMOR
 from brain_mtl.data import BrainTumorDataModule, DatasetError
 from brain_mtl.data.datamodule import default_num_workers
 from brain_mtl.data.index import file_digest
+from brain_mtl.data.synthetic import is_synthetic_dataset
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 
 
-def make_dm(root: Path, **kwargs) -> BrainTumorDataModule:
+def make_dm(root: Path | None, **kwargs) -> BrainTumorDataModule:
     options = {"image_size": 64, "batch_size": 4, "num_workers": 0, "seed": 0}
     options.update(kwargs)
-    return BrainTumorDataModule(root=str(root), **options)
+    return BrainTumorDataModule(root=None if root is None else str(root), **options)
 
 
 def all_batches(loader) -> list[dict]:
@@ -185,24 +189,72 @@ def test_missing_test_split_is_a_clear_error(tmp_path: Path) -> None:
         dm.test_dataloader()
 
 
-def test_prepare_data_generates_only_when_missing(tmp_path: Path) -> None:
-    root = tmp_path / "synthetic"
-    dm = make_dm(root, synthesize_if_missing=True, synthetic_train=12, synthetic_test=6)
+def test_null_root_generates_the_synthetic_default_in_synthetic_root(tmp_path: Path) -> None:
+    target = tmp_path / "synthetic"
+    dm = make_dm(None, synthetic_root=str(target), synthetic_train=12, synthetic_test=6)
+    assert dm.dataset_root == target and dm.is_synthetic
     dm.prepare_data()
-    assert (root / "classification_task" / "train").is_dir()
+    assert (target / "classification_task" / "train").is_dir() and is_synthetic_dataset(target)
     dm.setup("fit")
-    assert len(dm.index.records) > 0
-    before = sorted(p.name for p in root.rglob("*.jpg"))
-    make_dm(root, synthesize_if_missing=True, synthetic_train=30).prepare_data()
-    assert sorted(p.name for p in root.rglob("*.jpg")) == before  # an existing dataset is never overwritten
+    assert len(dm.index.records) > 0 and dm.index.root == target
+    before = sorted(p.name for p in target.rglob("*.jpg"))
+    make_dm(None, synthetic_root=str(target), synthetic_train=30).prepare_data()
+    assert sorted(p.name for p in target.rglob("*.jpg")) == before  # an existing dataset is never overwritten
 
     other = tmp_path / "someone_elses"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    make_dm(other, synthesize_if_missing=True).prepare_data()
+    with pytest.raises(DatasetError, match="not empty"):
+        make_dm(None, synthetic_root=str(other)).prepare_data()
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
-    make_dm(tmp_path / "off").prepare_data()
-    assert not (tmp_path / "off").exists()
+
+
+def test_missing_root_is_an_error_naming_it_and_nothing_is_created(tmp_path: Path) -> None:
+    typo = tmp_path / "typo"
+    dm = make_dm(typo, synthetic_root=str(tmp_path / "synthetic"))
+    assert dm.dataset_root == typo and not dm.is_synthetic
+    for hook in (dm.prepare_data, lambda: dm.setup("fit")):
+        with pytest.raises(DatasetError) as info:
+            hook()
+        message = str(info.value)
+        assert str(typo) in message and "does not exist" in message
+        assert "check the path, or leave data.root unset (null) to use the synthetic dataset" in message
+    assert not typo.exists() and not (tmp_path / "synthetic").exists()
+
+
+def test_setup_before_the_synthetic_default_is_generated_says_so(tmp_path: Path) -> None:
+    dm = make_dm(None, synthetic_root=str(tmp_path / "synthetic"))
+    with pytest.raises(DatasetError, match="prepare_data"):
+        dm.setup("fit")
+    assert not (tmp_path / "synthetic").exists()
+
+
+def test_dataset_root_and_is_synthetic_of_a_given_folder(synthetic_root: Path, tree: TreeBuilder) -> None:
+    generated = make_dm(synthetic_root)  # a folder written by the generator is synthetic wherever it is
+    assert generated.dataset_root == synthetic_root and generated.is_synthetic
+    real = make_dm(tree.root)
+    assert real.dataset_root == tree.root and not real.is_synthetic
+
+
+def test_cli_fit_with_a_mistyped_root_exits_1_and_creates_nothing(tmp_path: Path, capsys) -> None:
+    from brain_mtl.cli import main
+
+    # The quickstart as shipped, with its synthetic default; the user mistypes --data.root.
+    config = yaml.safe_load(QUICKSTART.read_text())
+    config["data"].pop("synthesize_if_missing", None)  # the removed key, in case the shipped config still has it
+    config["data"]["synthetic_root"] = str(tmp_path / "synthetic")
+    config_path = tmp_path / "quickstart.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    typo = tmp_path / "typo"
+    args = ["fit", "--config", str(config_path), "--data.root", str(typo), "--data.num_workers", "0"]
+    args += ["--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.logger", "false"]
+    args += ["--trainer.callbacks", "[]", "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"error: {typo}: the dataset folder given as data.root does not exist" in err
+    assert "leave data.root unset (null)" in err
+    assert not typo.exists() and not (tmp_path / "synthetic").exists()
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_hyperparameters_and_docstring_cover_every_argument() -> None:

@@ -74,7 +74,6 @@ def tiny_config(
         "image_size": 64,
         "batch_size": 8,
         "num_workers": 0,
-        "synthesize_if_missing": False,
         "cache_images": False,
     }
     for dotted, value in (overrides or {}).items():

@@ -22,7 +22,7 @@ from brain_mtl.data.datasets import (
 )
 from brain_mtl.data.errors import DatasetError
 from brain_mtl.data.index import DatasetIndex, ImageRecord, carve_validation, index_dataset
-from brain_mtl.data.synthetic import dataset_exists, generate_synthetic_dataset
+from brain_mtl.data.synthetic import dataset_exists, generate_synthetic_dataset, is_synthetic_dataset
 from brain_mtl.data.transforms import AUGMENT_LEVELS, build_resize, build_transforms
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,10 @@ class BrainTumorDataModule(L.LightningDataModule):
     ``path`` str, ``orig_size`` ``LongTensor([H, W])``.
 
     Args:
-        root: dataset folder: classification_task/{train,test[,val]}/<class>/ and
-            segmentation_task/{train,test[,val]}/{images,masks}/.
+        root: dataset folder in the BRISC layout (classification_task/{train,test[,val]}/<class>/ and
+            segmentation_task/{train,test[,val]}/{images,masks}/); null uses the synthetic dataset in
+            synthetic_root, generated on first use. A folder given here must exist: nothing is ever generated
+            into it, and a missing one is an error.
         image_size: side of the square network input in pixels (images are resized, or padded with
             keep_aspect).
         batch_size: images per batch, for each of the two training streams and for evaluation.
@@ -76,8 +78,8 @@ class BrainTumorDataModule(L.LightningDataModule):
             max_size_cycle (the shorter one restarts), min_size (stop with the shorter), max_size.
         class_name_map: extra class spellings (folder names or file-name codes) -> class name, e.g.
             {"notumor": "no_tumor", "glioma_tumor": "glioma"}; merged over the built-in table.
-        synthesize_if_missing: in prepare_data, write a synthetic dataset into root when root does not exist
-            or is empty (never over existing data).
+        synthetic_root: where the synthetic default dataset lives (used only when root is null); generated
+            there by prepare_data when the folder is missing or empty.
         synthetic_train: training images of the generated synthetic dataset.
         synthetic_test: test images of the generated synthetic dataset.
         pin_memory: page-locked batches for faster host-to-GPU copies (use with CUDA).
@@ -85,7 +87,7 @@ class BrainTumorDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        root: str = "data/synthetic",
+        root: str | None = None,
         image_size: int = 256,
         batch_size: int = 16,
         num_workers: int | None = None,
@@ -97,7 +99,7 @@ class BrainTumorDataModule(L.LightningDataModule):
         cache_images: bool = False,
         train_mode: Literal["max_size_cycle", "min_size", "max_size"] = "max_size_cycle",
         class_name_map: dict[str, str] | None = None,
-        synthesize_if_missing: bool = False,
+        synthetic_root: str = "data/synthetic",
         synthetic_train: int = 500,
         synthetic_test: int = 100,
         pin_memory: bool = False,
@@ -112,7 +114,9 @@ class BrainTumorDataModule(L.LightningDataModule):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if batch_size < 1 or image_size < 8:
             raise ValueError(f"batch_size must be >= 1 and image_size >= 8, got {batch_size} and {image_size}")
-        self.root = Path(root)
+        self.root: Path | None = None if root is None else Path(root)
+        """The folder given as ``root`` (None: the synthetic default in ``synthetic_root``)."""
+        self.synthetic_root = Path(synthetic_root)
         self.image_size = image_size
         self.batch_size = batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
@@ -124,7 +128,6 @@ class BrainTumorDataModule(L.LightningDataModule):
         self.cache_images = cache_images
         self.train_mode = train_mode
         self.class_name_map = dict(class_name_map) if class_name_map else None
-        self.synthesize_if_missing = synthesize_if_missing
         self.synthetic_train = synthetic_train
         self.synthetic_test = synthetic_test
         self.pin_memory = pin_memory
@@ -132,32 +135,83 @@ class BrainTumorDataModule(L.LightningDataModule):
         self.cache: ImageCache | None = None
 
     # ------------------------------------------------------------------------------------------------------
+    # The dataset folder
+    # ------------------------------------------------------------------------------------------------------
+    @property
+    def dataset_root(self) -> Path:
+        """The dataset folder in use: ``root``, or ``synthetic_root`` when ``root`` is null."""
+        return self.synthetic_root if self.root is None else self.root
+
+    @property
+    def is_synthetic(self) -> bool:
+        """Whether the data is synthetic.
+
+        True when the folder was written by the generator (``brain_mtl synth`` or the synthetic default, see
+        :func:`~brain_mtl.data.synthetic.is_synthetic_dataset`), or ``root`` is null and the synthetic default is
+        yet to be generated.
+        """
+        if is_synthetic_dataset(self.dataset_root):
+            return True
+        return self.root is None and not dataset_exists(self.dataset_root)
+
+    def _require_root(self) -> None:
+        """A folder given as ``root`` must exist: a mistyped path must not become a fresh synthetic dataset."""
+        if self.root is not None and not self.root.exists():
+            raise DatasetError(
+                f"{self.root}: the dataset folder given as data.root does not exist (nothing is ever generated "
+                f"into data.root). Fix: check the path, or leave data.root unset (null) to use the synthetic "
+                f"dataset in data.synthetic_root ({self.synthetic_root})."
+            )
+        if self.root is None and not self.synthetic_root.exists():
+            raise DatasetError(
+                f"{self.synthetic_root}: the synthetic dataset (data.root is null) has not been generated yet. "
+                "Fix: call datamodule.prepare_data() before setup() (the Trainer does), or run "
+                f"`python -m brain_mtl synth --root {self.synthetic_root}`."
+            )
+
+    # ------------------------------------------------------------------------------------------------------
     # Lightning hooks
     # ------------------------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Generate the synthetic dataset into ``root`` when asked to and ``root`` holds nothing yet."""
-        if not self.synthesize_if_missing or dataset_exists(self.root):
+        """Check that a given ``root`` exists; with ``root`` null, generate the synthetic default if missing.
+
+        Raises:
+            DatasetError: ``root`` is given and does not exist; or ``root`` is null and ``synthetic_root`` holds
+                something other than a dataset (nothing is generated over it).
+        """
+        if self.root is not None:
+            self._require_root()
             return
-        if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
-            log.warning("not generating synthetic data into %s: it exists and is not empty", self.root)
+        if dataset_exists(self.synthetic_root):
             return
+        target = self.synthetic_root
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            raise DatasetError(
+                f"{target}: data.synthetic_root holds no dataset but is not empty; the synthetic dataset is never "
+                "generated over other files. Fix: point data.synthetic_root at a missing or empty folder, or "
+                "empty this one."
+            )
         log.info(
-            "generating a synthetic dataset (%d train / %d test images) in %s",
+            "data.root is null: generating the synthetic dataset (%d train / %d test images) in %s",
             self.synthetic_train,
             self.synthetic_test,
-            self.root,
+            target,
         )
-        report = generate_synthetic_dataset(self.root, self.synthetic_train, self.synthetic_test, seed=self.seed)
+        report = generate_synthetic_dataset(target, self.synthetic_train, self.synthetic_test, seed=self.seed)
         log.info("synthetic dataset written in %.1f s", report.seconds)
 
     def setup(self, stage: str | None = None) -> None:
         """Index and check the folder (once), carve validation, fill the image cache when enabled.
 
         Raises:
-            DatasetError: the folder has problems; the message lists all of them, one per line.
+            DatasetError: ``root`` is given and does not exist, or the folder has problems; the message lists all
+                of them, one per line.
         """
         if self.index is None:
-            index = index_dataset(self.root, class_name_map=self.class_name_map)
+            self._require_root()
+            root = self.dataset_root
+            log.info("dataset: %s%s", root.resolve(), " (synthetic)" if self.is_synthetic else "")
+            index = index_dataset(root, class_name_map=self.class_name_map)
             index.raise_for_errors()
             for problem in index.warnings[:20]:
                 log.warning("dataset: %s", problem)
@@ -165,7 +219,7 @@ class BrainTumorDataModule(L.LightningDataModule):
                 log.warning(
                     "dataset: %d more warnings (python -m brain_mtl check-data --root %s)",
                     len(index.warnings) - 20,
-                    self.root,
+                    root,
                 )
             self.index = carve_validation(index, self.val_fraction, self.seed)
         if self.cache_images and stage in (None, "fit", "validate"):
@@ -223,7 +277,7 @@ class BrainTumorDataModule(L.LightningDataModule):
             if split == "val":
                 return
             raise DatasetError(
-                f"{self.root}: no {split} split: classification_task/{split} and "
+                f"{self.dataset_root}: no {split} split: classification_task/{split} and "
                 f"segmentation_task/{split} are missing or empty. Add them, or skip this stage."
             )
 

@@ -5,7 +5,8 @@ data this module draws. It reproduces the real data's quirks that the loading co
 ``docs/data.md``): several image sizes including non-square ones, JPEGs stored as 8-bit gray and as 3-channel
 RGB, masks whose values lie in 0-7 / 248-255 instead of exactly 0/255, no-tumour images only in
 ``classification_task``, every segmentation image byte-identical to a classification image, BRISC file names
-with three views, a ``manifest.csv``, and a few byte-identical duplicate images inside train and across
+with three views, a ``manifest.csv``, a ``synthetic.json`` marker (:func:`is_synthetic_dataset` recognises the
+folder afterwards), and a few byte-identical duplicate images inside train and across
 train/test.
 
 What a slice shows: scalp, skull (dark tables around brighter marrow), a CSF rim, folded cortex (grey matter)
@@ -26,6 +27,7 @@ random generator seeded from ``(seed, split, index)``: the output is the same fo
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -581,6 +583,48 @@ def dataset_exists(root: str | Path) -> bool:
     return (root / "classification_task").is_dir() or (root / "segmentation_task").is_dir()
 
 
+SYNTHETIC_MARKER = "synthetic.json"
+"""File the generator writes at the dataset root, last: it says the folder is synthetic and how it was drawn."""
+
+_GENERATOR = "brain_mtl.data.synthetic"
+_MANIFEST_FIELDS = (
+    "path",
+    "mask_path",
+    "task",
+    "split",
+    "class",
+    "code",
+    "view",
+    "sequence",
+    "height",
+    "width",
+    "stored_channels",
+    "tumor_area_fraction",
+    "duplicate_of_train_index",
+)
+
+
+def is_synthetic_dataset(root: str | Path) -> bool:
+    """Tell whether ``root`` holds a dataset written by :func:`generate_synthetic_dataset`.
+
+    True when the folder has the generator's ``synthetic.json`` marker, or (folders generated before the marker
+    existed) a ``manifest.csv`` with exactly the generator's columns. BRISC's own manifest has other columns.
+    """
+    root = Path(root)
+    try:
+        marker = json.loads((root / SYNTHETIC_MARKER).read_text(encoding="utf-8"))
+        if isinstance(marker, dict) and marker.get("generator") == _GENERATOR:
+            return True
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(root / "manifest.csv", newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError):
+        return False
+    return tuple(header) == _MANIFEST_FIELDS
+
+
 @dataclass(frozen=True)
 class SynthesisReport:
     """What :func:`generate_synthetic_dataset` wrote."""
@@ -681,10 +725,19 @@ def generate_synthetic_dataset(
                 rows.append(
                     _manifest_row(root, seg_image, split, "segmentation", job.label, info, source, mask=seg_mask)
                 )
-    with open(root / "manifest.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["path"])
+    with open(root / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(_MANIFEST_FIELDS))
         writer.writeheader()
         writer.writerows(rows)
+    marker = {
+        "generator": _GENERATOR,
+        "note": "synthetic images drawn by brain_mtl, not real MRI scans",
+        "seed": seed,
+        "n_train": n_train,
+        "n_test": n_test,
+        "duplicates": duplicates,
+    }
+    (root / SYNTHETIC_MARKER).write_text(json.dumps(marker, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return SynthesisReport(
         root=root,
         counts=counts,
