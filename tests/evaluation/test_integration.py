@@ -31,6 +31,7 @@ def test_report_on_synthetic_folder_lists_planted_leak(tmp_path):
     assert meta["n_no_tumour_images"] == sum(r.label == NO_TUMOR for r in test_cls)
     assert meta["n_tumour_images_with_mask"] == len(index.segmentation("test"))
     assert meta["evaluated_grid_sizes"] == ["32x32"]
+    assert meta["data_root"] == str(root.absolute()) and meta["data_synthetic"] is True
     assert report["leakage"]["checked"] and report["leakage"]["n_groups"] == 1
     group = report["leakage"]["groups"][0]
     assert group["evaluated"] == [str(leaked)] and group["train"] == [str(source)]
@@ -39,7 +40,20 @@ def test_report_on_synthetic_folder_lists_planted_leak(tmp_path):
     probs = np.array([[v for k, v in row.items() if k.startswith("p_")] for row in report["per_image"]])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     _, md_path = write_report(report, tmp_path / "report")
-    assert str(leaked.name) in md_path.read_text()
+    text = md_path.read_text()
+    assert str(leaked.name) in text
+    assert f"> **Synthetic data.** These figures are on the synthetic dataset in `{root.absolute()}`" in text
+
+
+def test_report_on_a_folder_not_written_by_the_generator_is_not_synthetic(tmp_path):
+    root = tmp_path / "scans"
+    generate_synthetic_dataset(root, 12, 8, seed=1, duplicates=False)
+    (root / "synthetic.json").unlink()  # what is left looks like any BRISC-layout folder
+    (root / "manifest.csv").unlink()
+    datamodule = BrainTumorDataModule(root=str(root), image_size=32, batch_size=4, num_workers=0, augment="none")
+    module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8)
+    meta = evaluate(module, datamodule, bootstrap=0)["meta"]
+    assert meta["data_root"] == str(root.absolute()) and meta["data_synthetic"] is False
 
 
 def test_cli_test_writes_the_report_into_the_log_folder(tmp_path, caplog):
@@ -74,6 +88,11 @@ def test_cli_test_writes_the_report_into_the_log_folder(tmp_path, caplog):
         assert main(["test", "--config", str(path)]) == 0
     out = tmp_path / "run" / "tb" / "version_0"
     assert f"Evaluation report written to {out / 'report.md'}" in caplog.text
-    report = json.loads((out / "report.json").read_text())
+
+    def refuse(constant):
+        raise ValueError(f"report.json is not strict JSON: {constant}")
+
+    report = json.loads((out / "report.json").read_text(), parse_constant=refuse)
     assert report["meta"]["n_images"] == 8 and report["meta"]["mask_threshold"] == 0.4
+    assert report["meta"]["data_root"] == str(root.absolute()) and report["meta"]["data_synthetic"] is True
     assert (out / "report.md").read_text().startswith("# Evaluation report")

@@ -179,6 +179,26 @@ def test_write_report_files(tmp_path):
     assert len(csv_lines) == 1 + len(CASES)
 
 
+def test_report_says_where_the_data_is_and_whether_it_is_synthetic(tmp_path):
+    samples = make_samples(tmp_path)
+    unknown = evaluate(FakeNet(), FakeDataModule(samples), bootstrap=0, check_duplicates=False)
+    assert unknown["meta"]["data_root"] is None and unknown["meta"]["data_synthetic"] is None
+
+    dm = FakeDataModule(samples)
+    dm.dataset_root, dm.is_synthetic = tmp_path / "real", False
+    real = evaluate(FakeNet(), dm, bootstrap=0, check_duplicates=False)
+    assert real["meta"]["data_root"] == str((tmp_path / "real").absolute()) and real["meta"]["data_synthetic"] is False
+    json_path, md_path = write_report(real, tmp_path / "real_out")
+    assert json.loads(json_path.read_text())["meta"]["data_synthetic"] is False
+    text = md_path.read_text()
+    assert f"| data root | {tmp_path / 'real'} |" in text and "| synthetic data | no |" in text
+    assert "Synthetic data." not in text
+
+    dm.is_synthetic = True
+    _, md_path = write_report(evaluate(FakeNet(), dm, bootstrap=0, check_duplicates=False), tmp_path / "syn_out")
+    assert "> **Synthetic data.**" in md_path.read_text()
+
+
 def test_cross_split_duplicates_groups(tmp_path):
     files = {"tr/a": b"same", "tr/b": b"same", "tr/c": b"diff", "te/x": b"same", "te/y": b"uniq", "te/z": b"diff"}
     for name, data in files.items():

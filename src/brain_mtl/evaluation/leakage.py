@@ -81,7 +81,8 @@ def datamodule_duplicates(
     """Find the leakage groups of a datamodule, from whatever it exposes.
 
     Tried in order: a :class:`DatasetIndex` attribute ``index``; a list of training image files
-    (``train_image_paths``); a dataset ``root`` to index (content hashes only, no decoding).
+    (``train_image_paths``); a dataset folder (``dataset_root``, else ``root``) to index (content hashes only,
+    no decoding).
 
     Args:
         datamodule: e.g. a ``BrainTumorDataModule`` after ``setup``.
@@ -99,7 +100,7 @@ def datamodule_duplicates(
         train_paths = _attribute(datamodule, "train_image_paths")
         if train_paths is not None:
             return cross_split_duplicates(train_paths, evaluated_paths), method
-        root = _attribute(datamodule, "root", "data_root")
+        root = _attribute(datamodule, "dataset_root", "root", "data_root")
         if root is not None and Path(root).is_dir():
             name_map = _attribute(datamodule, "class_name_map")
             return index_duplicates(index_dataset(root, class_name_map=name_map, decode=False), split), method

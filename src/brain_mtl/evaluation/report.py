@@ -508,13 +508,17 @@ def _per_image_rows(records: ImageRecords, pred_labels, veto, class_names) -> li
 
 
 def _json_ready(value: Any) -> Any:
-    """NaN/inf -> None (strict JSON), NumPy scalars -> Python."""
+    """NaN/inf -> None (strict JSON), NumPy scalars and arrays -> Python, paths -> str."""
     if isinstance(value, dict):
         return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
     if isinstance(value, list | tuple):
         return [_json_ready(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -587,7 +591,20 @@ def report_markdown(report: dict) -> str:
     """The report as readable Markdown tables, with its conventions stated."""
     meta, cls = report["meta"], report["classification"]
     lines = ["# Evaluation report", ""]
+    if meta.get("data_synthetic"):
+        lines += [
+            f"> **Synthetic data.** These figures are on the synthetic dataset in `{meta.get('data_root')}` (drawn "
+            "by brain_mtl), not on real MRI scans: they show that the pipeline works, not how the model does on "
+            "patients.",
+            "",
+        ]
+    synthetic = meta.get("data_synthetic")
     facts = [
+        ("data root", meta.get("data_root") or "n/a"),
+        (
+            "synthetic data",
+            "unknown" if synthetic is None else "yes (written by the brain_mtl generator)" if synthetic else "no",
+        ),
         ("split", meta.get("split", "n/a")),
         ("checkpoint", meta.get("ckpt_path") or "n/a"),
         ("created (UTC)", meta["created_utc"]),
@@ -787,5 +804,29 @@ def evaluate(
         mask_threshold=mask_threshold,
         duplicates=duplicates,
         duplicates_note=note,
-        meta={"split": split, **(meta or {})},
+        meta={"split": split, **data_facts(datamodule), **(meta or {})},
     )
+
+
+def data_facts(datamodule: Any) -> dict[str, Any]:
+    """Where the evaluated data is and whether it is synthetic, for the report's ``meta``.
+
+    Read from the datamodule's ``dataset_root`` and ``is_synthetic`` (``BrainTumorDataModule``), else from a
+    ``root`` attribute (synthetic when :func:`~brain_mtl.data.synthetic.is_synthetic_dataset` says so).
+
+    Returns:
+        ``{"data_root": absolute path or None, "data_synthetic": bool or None}`` (None: the datamodule does not
+        say).
+    """
+    from brain_mtl.data.synthetic import is_synthetic_dataset
+
+    root = getattr(datamodule, "dataset_root", None)
+    if root is None:
+        root = getattr(datamodule, "root", None)
+    if root is None:
+        return {"data_root": None, "data_synthetic": None}
+    root = Path(root).absolute()
+    synthetic = getattr(datamodule, "is_synthetic", None)
+    if not isinstance(synthetic, bool):
+        synthetic = is_synthetic_dataset(root)
+    return {"data_root": str(root), "data_synthetic": synthetic}
