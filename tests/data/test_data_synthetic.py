@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.data.commands import check_data_main, synth_main
 from brain_mtl.data.index import index_dataset, parse_name
-from brain_mtl.data.synthetic import generate_synthetic_dataset, synthesize_slice
+from brain_mtl.data.synthetic import generate_synthetic_dataset, is_synthetic_dataset, synthesize_slice
 
 GLIOMA, MENINGIOMA, PITUITARY, NO_TUMOR = range(4)
 
@@ -171,3 +172,21 @@ def test_default_synthetic_set_is_fast_enough(tmp_path: Path) -> None:
     start = time.perf_counter()
     generate_synthetic_dataset(tmp_path / "full", 500, 100, seed=42)
     assert time.perf_counter() - start < 60
+
+
+def test_is_synthetic_dataset_recognises_generated_folders_only(synthetic_root: Path, tmp_path: Path) -> None:
+    assert is_synthetic_dataset(synthetic_root)
+    marker = json.loads((synthetic_root / "synthetic.json").read_text())
+    assert marker["generator"] == "brain_mtl.data.synthetic" and marker["seed"] == 3
+    # A folder generated before the marker existed: recognised by the generator's exact manifest columns.
+    older = tmp_path / "older"
+    older.mkdir()
+    shutil.copy(synthetic_root / "manifest.csv", older / "manifest.csv")
+    assert is_synthetic_dataset(older)
+    # Someone else's manifest, or a stray synthetic.json of another tool: not synthetic.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.csv").write_text("path,class\nclassification_task/train/glioma/a.jpg,glioma\n")
+    (other / "synthetic.json").write_text('{"generator": "someone else"}')
+    assert not is_synthetic_dataset(other)
+    assert not is_synthetic_dataset(tmp_path / "missing")
