@@ -62,7 +62,7 @@ def tiny_config(
     trainer["logger"]["init_args"]["save_dir"] = str(out)
     for callback in trainer["callbacks"]:
         args = callback.setdefault("init_args", {})
-        if callback["class_path"].endswith("ModelCheckpoint"):
+        if callback["class_path"].endswith("Checkpoint"):
             args["dirpath"] = str(out / "checkpoints")
         if callback["class_path"].endswith("PredictionGrid"):
             args.update(every_n_epochs=1, num_images=4)

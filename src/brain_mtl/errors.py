@@ -1,0 +1,56 @@
+"""Errors that the command line prints as one clear message instead of a traceback.
+
+Each message names the file or the step concerned and says what to do; ``brain_mtl.cli.main`` prints it after
+``error:`` and exits with status 1. The data code has its own, :class:`brain_mtl.data.errors.DatasetError`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Trainer
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used.
+
+    It is missing, empty, incomplete, unsafe to unpickle, or holds non-finite weights.
+    """
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss, weights or monitored score; nothing non-finite was saved."""
+
+
+def last_good_checkpoint(trainer: Trainer) -> str | None:
+    """The newest checkpoint file that the trainer's checkpoint callbacks wrote and that still exists."""
+    paths = {
+        path
+        for callback in trainer.checkpoint_callbacks
+        for path in (callback.last_model_path, callback.best_model_path)
+        if path and os.path.isfile(path)
+    }
+    return max(paths, key=os.path.getmtime) if paths else None
+
+
+def divergence_error(trainer: Trainer, what: str) -> DivergenceError:
+    """A :class:`DivergenceError` that names the step and the last good checkpoint and says what to try.
+
+    Args:
+        trainer: the running trainer (for the step and its checkpoint callbacks).
+        what: what is not finite, e.g. ``"the training loss is nan"``.
+    """
+    where = f"epoch {trainer.current_epoch}, global step {trainer.global_step}"
+    good = last_good_checkpoint(trainer)
+    resume = (
+        f"The last good checkpoint is {good}: resume from it with --ckpt_path {good}"
+        if good
+        else "No checkpoint was written before it"
+    )
+    return DivergenceError(
+        f"training diverged: {what} at {where}; nothing from this point on was saved. {resume}. "
+        "Lower the learning rate (model.lr), clip gradients (trainer.gradient_clip_val: 1.0), or train in "
+        "32-true or bf16-mixed precision instead of 16-mixed."
+    )
