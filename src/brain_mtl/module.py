@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
+from brain_mtl.errors import divergence_error
 from brain_mtl.losses import JointLoss, LossParts, MaskLoss
 from brain_mtl.metrics import FalseMaskRate, classification_metrics, segmentation_metrics
 from brain_mtl.models import UNet, UNetOutput
@@ -75,6 +76,16 @@ class BrainTumorModule(LightningModule):
         false_mask_min_area: smallest predicted area in pixels (at network resolution) counted as a mask on a
             healthy scan for the ``false_mask_rate`` metric.
     """
+
+    architecture_hparams: ClassVar[tuple[str, ...]] = (
+        "in_channels",
+        "num_classes",
+        "base_channels",
+        "depth",
+        "attention",
+        "classifier_hidden",
+    )
+    """Hyperparameters that shape the weights: a checkpoint's values win over a config's (see the CLI)."""
 
     def __init__(
         self,
@@ -290,6 +301,18 @@ class BrainTumorModule(LightningModule):
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
         """One joint step on ``{"seg": ..., "cls": ...}`` (from a CombinedLoader)."""
         return self.shared_step(batch, "train")["loss"]
+
+    def on_before_backward(self, loss: Tensor) -> None:
+        """Stop training at the first non-finite loss, before it turns the weights into NaN.
+
+        Raises:
+            DivergenceError: naming the step and the last good checkpoint. Every process takes the same decision,
+                so that a DDP run stops everywhere instead of hanging.
+        """
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            value = float(loss.detach().float()) if not finite else "not finite on another process"
+            raise divergence_error(self.trainer, f"the training loss is {value}")
 
     def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """Loader 0: segmentation batches; loader 1: classification batches."""
