@@ -50,12 +50,11 @@ def _tool(name: str) -> Callable[[list[str]], int]:
 
 
 def _run_lightning(args: list[str] | None, model_class: type | None) -> None:
-    from lightning.pytorch.cli import LightningCLI
-
     from brain_mtl.data import BrainTumorDataModule
+    from brain_mtl.lightning_cli import BrainTumorCLI
     from brain_mtl.module import BrainTumorModule
 
-    LightningCLI(
+    BrainTumorCLI(
         model_class or BrainTumorModule,
         BrainTumorDataModule,
         args=args,
@@ -85,12 +84,13 @@ def main(args: Sequence[str] | None = None, model_class: type | None = None) -> 
     if argv[0] in TOOLS:
         return int(_tool(argv[0])(argv[1:]) or 0)
     from brain_mtl.data.errors import DatasetError
+    from brain_mtl.errors import CheckpointError, DivergenceError
 
     try:
         # LightningCLI reads sys.argv itself when called from the command line (it warns when given both).
         _run_lightning(None if args is None else argv, model_class)
-    except DatasetError as error:
-        # The message already lists every problem with its file and fix; a traceback would only bury it.
+    except (DatasetError, CheckpointError, DivergenceError) as error:
+        # The message names the file or step and says the fix; a traceback would only bury it.
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

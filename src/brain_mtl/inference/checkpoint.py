@@ -11,9 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from brain_mtl.classes import CLASS_NAMES
+from brain_mtl.errors import CheckpointError
 from brain_mtl.inference.preprocessing import DEFAULT_IMAGE_SIZE, Preprocessing
 
-__all__ = ["LoadedCheckpoint", "class_names_for", "load_checkpoint"]
+__all__ = ["LoadedCheckpoint", "class_names_for", "load_checkpoint", "read_checkpoint"]
 
 
 def class_names_for(num_classes: int) -> tuple[str, ...]:
@@ -54,6 +55,90 @@ def _torch_load(path: Path, weights_only: bool) -> Any:
         return torch.load(path, map_location="cpu", weights_only=weights_only)  # legacy (non-zip) format
 
 
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint path is a URL (``https://...``, ``s3://...``) rather than a local file."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def _other_checkpoints(path: Path) -> str:
+    others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path and p.stat().st_size > 0)
+    if not others:
+        return "There is no other checkpoint in its folder."
+    return f"Other checkpoints in {path.parent}: {', '.join(others[:6])}{' ...' if len(others) > 6 else ''}."
+
+
+def _state_dict_of(content: dict[str, Any]) -> dict[str, Any]:
+    state = content.get("state_dict")
+    if isinstance(state, dict):
+        return state
+    return {k: v for k, v in content.items() if isinstance(v, Tensor)}
+
+
+def first_non_finite(state_dict: dict[str, Any]) -> str | None:
+    """Key of the first floating-point tensor holding NaN or infinity, else None."""
+    for key, value in state_dict.items():
+        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return key
+    return None
+
+
+def read_checkpoint(path: str | os.PathLike, *, weights_only: bool = True) -> dict[str, Any]:
+    """Read a checkpoint file safely and check that it can be used; the one reader of the command line.
+
+    Args:
+        path: a local file, or a URL (``https://``, ``s3://``: read through Lightning, also with
+            ``weights_only``).
+        weights_only: refuse pickled objects other than tensors and plain types (``torch.load(weights_only=True)``),
+            so that a crafted file cannot run code. Set False only for a file you trust.
+
+    Returns:
+        The file's content (a Lightning checkpoint or a state dict).
+
+    Raises:
+        CheckpointError: one line naming the file, the cause (missing, empty, incomplete or corrupt, refused as
+            unsafe, non-finite weights) and what to do.
+    """
+    source = str(path)
+    local = None if is_remote(path) else Path(source.removeprefix("file://"))
+    if local is not None:
+        if not local.is_file():
+            raise CheckpointError(f"{local}: no such checkpoint file{' (it is a folder)' if local.is_dir() else ''}.")
+        if local.stat().st_size == 0:
+            raise CheckpointError(
+                f"{local} is empty (0 bytes): the process writing it was probably killed. {_other_checkpoints(local)}"
+            )
+    try:
+        if local is not None:
+            content = _torch_load(local, weights_only)
+        else:
+            from lightning.fabric.utilities.cloud_io import _load
+
+            content = _load(source, map_location="cpu", weights_only=weights_only)
+    except Exception as error:  # torch raises several types for refusals and for damaged files
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        if "weights only load failed" in str(error).lower():
+            raise CheckpointError(
+                f"{source}: refused: it holds pickled objects besides weights, and unpickling them could run code "
+                f"({first_line}). Use checkpoints written by brain_mtl or Lightning; load a file you trust and "
+                "need anyway with weights_only=False (--weights_only false)."
+            ) from error
+        hint = _other_checkpoints(local) if local is not None else ""
+        raise CheckpointError(
+            f"{source}: cannot read it as a checkpoint: it is incomplete or corrupt, or not a PyTorch file "
+            f"({type(error).__name__}: {first_line}). {hint}".rstrip()
+        ) from error
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{source}: expected a checkpoint or state dict, found a {type(content).__name__}.")
+    bad = first_non_finite(_state_dict_of(content))
+    if bad is not None:
+        hint = _other_checkpoints(local) if local is not None else ""
+        raise CheckpointError(
+            f"{source} holds non-finite weights (NaN or infinity in {bad}): it was written by a run that diverged "
+            f"and cannot predict. {hint}".rstrip()
+        )
+    return content
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     *,
@@ -84,21 +169,14 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: no such file.
+        CheckpointError: (a ValueError) the file is empty, damaged, refused as unsafe, or holds non-finite weights
+            (see :func:`read_checkpoint`).
         ValueError: the file is neither a Lightning checkpoint nor a state dict this package can load.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        content = _torch_load(path, weights_only)
-    except Exception as error:  # unpickling refusals and corrupt files raise several types across torch versions
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        raise ValueError(
-            f"{path}: cannot read it as a checkpoint ({type(error).__name__}: {first_line}). If it is a checkpoint "
-            "you trust that holds objects besides weights, pass weights_only=False."
-        ) from error
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: expected a checkpoint or state dict, found a {type(content).__name__}")
+    content = read_checkpoint(path, weights_only=weights_only)
 
     data_hparams: dict[str, Any] = {}
     module = None

@@ -1,0 +1,159 @@
+"""``BrainTumorCLI``: LightningCLI that checks a checkpoint before any subcommand uses it.
+
+Kept apart from :mod:`brain_mtl.cli` so that ``--help`` and the library's own tools do not import Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
+
+from brain_mtl.errors import CheckpointError
+from brain_mtl.inference.checkpoint import is_remote, read_checkpoint
+
+__all__ = ["DATA_HPARAMS_FROM_CHECKPOINT", "BrainTumorCLI", "reconcile_with_checkpoint"]
+
+DATA_HPARAMS_FROM_CHECKPOINT = ("image_size", "keep_aspect")
+"""Data settings that a checkpoint's model was trained with, and that evaluating it must use."""
+
+
+@rank_zero_only
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain(v) for v in value]
+    return value
+
+
+def reconcile_with_checkpoint(config: Any, checkpoint: Mapping[str, Any], architecture: Sequence[str]) -> list[str]:
+    """Make a subcommand's config agree with the checkpoint it loads; list every difference and its outcome.
+
+    The model's architecture (``architecture``, e.g. ``base_channels``) and the data's image size and letterboxing
+    are taken from the checkpoint: its weights only fit that network, and it was trained at that size. Other
+    model settings (learning rate, threshold...) keep the config's value; the difference is still reported.
+
+    Args:
+        config: the subcommand's namespace (``config.model``, ``config.data``); changed in place.
+        checkpoint: the checkpoint's content (``hyper_parameters``, ``datamodule_hyper_parameters``).
+        architecture: names of the model's hyperparameters that shape its weights.
+
+    Returns:
+        One line per difference, ``model.base_channels: checkpoint 8, config 16 -> 8 (...)``.
+    """
+    notes: list[str] = []
+    model_saved = checkpoint.get("hyper_parameters") or {}
+    data_saved = checkpoint.get("datamodule_hyper_parameters") or {}
+    sections = (
+        ("model", model_saved, set(architecture), "its weights need it"),
+        ("data", data_saved, set(DATA_HPARAMS_FROM_CHECKPOINT), "the model was trained so"),
+    )
+    for section, saved, from_checkpoint, why in sections:
+        group = config.get(section)
+        if group is None:
+            continue
+        for key, value in saved.items():
+            if key.startswith("_") or key not in group:
+                continue
+            current = group[key]
+            if _plain(current) == _plain(value):
+                continue
+            if key in from_checkpoint:
+                group[key] = value
+                outcome = f"using {value!r} ({why})"
+            else:
+                outcome = f"using the config's {current!r}"
+            notes.append(f"  {section}.{key}: checkpoint {value!r}, config {current!r} -> {outcome}")
+    return notes
+
+
+def _checkpoint_dirs(config: Any) -> list[Path]:
+    """Folders of the config's checkpoint callbacks that name one (where ``--ckpt_path last`` looks)."""
+    folders = []
+    for callback in config.get("trainer", {}).get("callbacks") or []:
+        class_path = callback.get("class_path") if hasattr(callback, "get") else None
+        if not class_path:
+            continue
+        module_name, _, name = class_path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError):
+            continue
+        dirpath = (callback.get("init_args") or {}).get("dirpath")
+        if isinstance(cls, type) and issubclass(cls, ModelCheckpoint) and dirpath:
+            folders.append(Path(dirpath))
+    return folders
+
+
+class BrainTumorCLI(LightningCLI):
+    """LightningCLI for the joint model, with three guarantees about ``--ckpt_path``.
+
+    - Every checkpoint, a local file or a URL, is read with ``weights_only=True`` unless ``--weights_only false``
+      is given: a crafted file cannot run code (Lightning alone unpickles URLs with ``weights_only=False``).
+    - A missing, empty, damaged or diverged (non-finite) checkpoint stops with one line naming it, before any
+      work; ``--ckpt_path last`` picks the newest *usable* ``last*.ckpt`` and says which files it passed over.
+    - A checkpoint whose architecture or image size differs from the config is used with its own values, and
+      every difference is printed with the value used.
+    """
+
+    def _parse_ckpt_path(self) -> None:
+        # Replaces LightningCLI's own step, which reads an explicit checkpoint file with torch.load (a bare
+        # EOFError on an empty file), ignores "last", and silently lays every saved model hyperparameter over the
+        # config (learning rate and threshold included).
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if config.get("weights_only") is None:
+            config["weights_only"] = True
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path or str(ckpt_path) in ("best", "hpc", "registry"):
+            return  # Lightning resolves these from the running trainer
+        if str(ckpt_path) == "last":
+            found = self._newest_usable_last(config)
+            if found is None:
+                return  # nothing saved yet: Lightning warns and a fit starts from scratch
+            path, checkpoint = found
+        else:
+            path = str(ckpt_path)
+            checkpoint = read_checkpoint(path, weights_only=config["weights_only"])
+        config["ckpt_path"] = path
+        architecture = getattr(self.model_class, "architecture_hparams", ())
+        notes = reconcile_with_checkpoint(config, checkpoint, architecture)
+        if notes:
+            _say(f"brain_mtl: the checkpoint {path} differs from the configuration:\n" + "\n".join(notes))
+
+    def _newest_usable_last(self, config: Any) -> tuple[str, dict[str, Any]] | None:
+        candidates = [
+            path
+            for folder in _checkpoint_dirs(config)
+            if not is_remote(folder) and folder.is_dir()
+            for path in folder.glob(f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}*{ModelCheckpoint.FILE_EXTENSION}")
+        ]
+        passed_over = []
+        for path in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
+            try:
+                checkpoint = read_checkpoint(path, weights_only=config["weights_only"])
+            except CheckpointError as error:
+                passed_over.append(str(error))
+                continue
+            for reason in passed_over:
+                _say(f"brain_mtl: --ckpt_path last passed over a newer file: {reason}")
+            return str(path), checkpoint
+        if passed_over:
+            raise CheckpointError(
+                "--ckpt_path last: no usable last checkpoint: " + " | ".join(passed_over) + " Give a file with "
+                "--ckpt_path PATH, or drop --ckpt_path to start again."
+            )
+        return None
