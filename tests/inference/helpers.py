@@ -40,3 +40,37 @@ class LopsidedNet(nn.Module):
         left, right = x[..., : width // 2].mean(dim=(1, 2, 3)), x[..., width // 2 :].mean(dim=(1, 2, 3))
         class_logits = torch.stack([left, right, left - right, torch.zeros_like(left)], dim=1) * 3
         return UNetOutput(mask_logits, class_logits)
+
+
+class NaNOnBrightImages(nn.Module):
+    """Finite outputs for dark images; NaN class logits for images brighter than mid-gray (a network that breaks).
+
+    Stands for a model that overflows on some inputs only, without needing weights that load_checkpoint refuses.
+    """
+
+    in_channels = 3
+    output_stride = 1
+
+    def forward(self, x: Tensor) -> UNetOutput:
+        mask_logits = x.mean(dim=1, keepdim=True)
+        bright = x.mean(dim=(1, 2, 3)) > 0
+        class_logits = torch.tensor([0.0, 1.0, 2.0, 0.5], device=x.device).repeat(x.shape[0], 1)
+        class_logits[bright] = float("nan")
+        return UNetOutput(mask_logits, class_logits)
+
+
+def overflow_checkpoint(path, source) -> None:
+    """Copy of the Lightning checkpoint ``source`` whose class head overflows to infinity on every input.
+
+    All weights stay finite (so loading accepts them): the hidden layer outputs 1 everywhere and the last layer
+    multiplies by 3e38, so every class logit is +inf and softmax gives NaN. A finite network can do this; the
+    outputs must be refused when written, not at load time.
+    """
+    checkpoint = torch.load(source, weights_only=True)
+    state = checkpoint["state_dict"]
+    head = "model.classification_head.mlp."
+    state[head + "0.weight"].zero_()
+    state[head + "0.bias"].fill_(1.0)
+    state[head + "3.weight"].fill_(3e38)
+    state[head + "3.bias"].zero_()
+    torch.save(checkpoint, path)

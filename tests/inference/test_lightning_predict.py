@@ -129,3 +129,29 @@ def test_writer_warns_when_the_datamodule_resizes_differently_from_training(tmp_
     with pytest.warns(UserWarning, match="--data.image_size 32"):
         writer.on_predict_start(trainer, module)
     writer.on_predict_end(trainer, module)
+
+
+def test_writer_lists_non_finite_predictions_as_failed_and_warns(tmp_path):
+    path = tmp_path / "scan.png"
+    cv2.imwrite(str(path), np.zeros((20, 30), dtype=np.uint8))
+    prediction = {
+        "mask_probs": torch.full((2, 1, 32, 32), 0.2),
+        "class_probs": torch.tensor([[float("nan")] * 4, [0.1, 0.2, 0.3, 0.4]]),
+        "path": [str(path), str(path)],
+        "orig_size": torch.tensor([[20, 30], [20, 30]]),
+    }
+    trainer = SimpleNamespace(
+        datamodule=SimpleNamespace(image_size=32, keep_aspect=False, hparams={}), world_size=1, global_rank=0
+    )
+    module = SimpleNamespace(hparams={"mask_threshold": 0.5, "num_classes": 4})
+    writer = PredictionWriter(output_dir=str(tmp_path / "out"))
+    writer.on_predict_start(trainer, module)
+    writer.write_on_batch_end(trainer, module, prediction, None, None, 0)
+    with pytest.warns(UserWarning, match="1 of 2 images got no prediction"):
+        writer.on_predict_end(trainer, module)
+
+    text = (tmp_path / "out" / "predictions.json").read_text()
+    report = json.loads(text, parse_constant=lambda token: pytest.fail(f"non-standard JSON token {token}"))
+    assert len(report["predictions"]) == 1 and len(report["failed"]) == 1
+    assert "not finite" in report["failed"][0]["error"]
+    assert "nan" not in (tmp_path / "out" / "predictions.csv").read_text().lower()

@@ -80,7 +80,8 @@ def test_folder_with_mixed_images_and_a_corrupt_file(tmp_path, tiny_ckpt, capsys
 
     report = json.loads((out / "predictions.json").read_text())
     assert [Path(f["file"]).name for f in report["failed"]] == ["broken.png"]
-    assert "decode" in report["failed"][0]["error"]
+    # The reason is the data layer's (its wording is tested there); here: it is given, and names the file.
+    assert "broken.png" in report["failed"][0]["error"] and "unreadable" in report["failed"][0]["error"]
     assert len(report["predictions"]) == len(SIZES)
     assert report["settings"]["image_size"] == 32
 
@@ -157,3 +158,151 @@ def test_unknown_gradcam_class_is_a_usage_error(tmp_path, tiny_ckpt, capsys):
     row = json.loads((tmp_path / "o" / "predictions.json").read_text())["predictions"][0]
     assert row["file"].endswith("ok.png")
     assert (tmp_path / "o" / "ok_gradcam.png").is_file()
+
+
+def _write_scans(folder: Path, *names: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, name in enumerate(names):
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(path), np.full((20, 24), 40 * i, dtype=np.uint8))
+        paths.append(path)
+    return paths
+
+
+def _predict(ckpt: Path, inputs, out: Path, *extra: str) -> int:
+    return main(
+        ["predict-images", "--ckpt_path", str(ckpt), "--input", *map(str, inputs), "--output", str(out), *extra]
+    )
+
+
+def _csv_files(out: Path) -> list[str]:
+    with (out / "predictions.csv").open(newline="") as f:
+        return sorted(Path(row["file"]).name for row in csv.DictReader(f))
+
+
+def _one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_output_folder_that_holds_files_is_refused_without_overwrite(tmp_path, tiny_ckpt, capsys):
+    scans = _write_scans(tmp_path / "in", "a.png", "b.png")
+    out = tmp_path / "out"
+    assert _predict(tiny_ckpt, scans, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+
+    assert _predict(tiny_ckpt, scans[:1], out) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert str(out) in line and "--overwrite" in line and "another folder" in line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("not ours")
+    assert _predict(tiny_ckpt, scans, other) == 2
+    assert str(other) in _one_line_error(capsys.readouterr().err)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+
+
+def test_overwrite_removes_the_previous_runs_files_and_keeps_the_rest(tmp_path, tiny_ckpt, capsys):
+    scans = _write_scans(tmp_path / "in", "a.png", "b.png")
+    out = tmp_path / "out"
+    assert _predict(tiny_ckpt, scans, out, "--gradcam") == 0
+    assert (out / "b_gradcam.png").is_file()
+    (out / "notes.txt").write_text("the user's own file")
+    capsys.readouterr()
+
+    assert _predict(tiny_ckpt, scans[:1], out, "--overwrite") == 0
+    captured = capsys.readouterr()
+    names = sorted(p.name for p in out.iterdir())
+    # b's files and a's Grad-CAM belonged to the previous run only: gone, not left to mix with this run's.
+    assert names == ["a_mask.png", "a_overlay.png", "notes.txt", "predictions.csv", "predictions.json"]
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    assert "removed 8 files of the previous run" in captured.out  # 2 x (mask, overlay, gradcam), csv, json
+    assert "1 other" in captured.err
+    assert _csv_files(out) == ["a.png"]
+    report = json.loads((out / "predictions.json").read_text())
+    assert report["files"] == ["a_mask.png", "a_overlay.png"]
+
+
+def test_a_recursive_run_never_reads_its_own_output(tmp_path, tiny_ckpt, capsys):
+    scans = tmp_path / "scans"
+    _write_scans(scans, "a.png", "sub/b.png")
+    out = scans / "predictions"
+    assert _predict(tiny_ckpt, [scans], out, "--recursive") == 0
+    assert _csv_files(out) == ["a.png", "b.png"]
+    # Second run: the masks and overlays now lying under scans/ are not inputs.
+    assert _predict(tiny_ckpt, [scans], out, "--recursive", "--overwrite") == 0
+    assert _csv_files(out) == ["a.png", "b.png"]
+    assert "not read as inputs" in capsys.readouterr().err
+
+    # Output folder == input folder: nothing in it is an input.
+    alone = tmp_path / "alone"
+    _write_scans(alone, "c.png")
+    assert _predict(tiny_ckpt, [alone], alone, "--overwrite") == 2
+    assert "never read" in _one_line_error(capsys.readouterr().err)
+    assert [p.name for p in alone.iterdir()] == ["c.png"]
+
+
+def test_output_path_that_is_a_file_is_a_one_line_error(tmp_path, tiny_ckpt, capsys):
+    scans = _write_scans(tmp_path / "in", "a.png")
+    taken = tmp_path / "results.csv"
+    taken.write_text("keep me")
+    assert _predict(tiny_ckpt, scans, taken) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert str(taken) in line and "existing file" in line
+    assert taken.read_text() == "keep me"
+    # A folder below a file cannot be created either.
+    assert _predict(tiny_ckpt, scans, taken / "sub") == 2
+    assert "cannot write" in _one_line_error(capsys.readouterr().err)
+
+
+def test_threshold_that_is_not_a_probability_is_a_usage_error(tmp_path, tiny_ckpt, capsys):
+    scans = _write_scans(tmp_path / "in", "a.png")
+    for value in ("nan", "1.5"):
+        assert _predict(tiny_ckpt, scans, tmp_path / "out", "--threshold", value) == 2
+        assert "--threshold" in _one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
+
+
+def _strict_json(text: str):
+    def refuse(token: str):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_probabilities_fail_the_image_and_keep_the_tables_strict(tmp_path, tiny_ckpt, capsys):
+    from .helpers import overflow_checkpoint
+
+    ckpt = tmp_path / "overflow.ckpt"
+    overflow_checkpoint(ckpt, tiny_ckpt)  # finite weights, class logits +inf: softmax gives NaN
+    scans = _write_scans(tmp_path / "in", "a.png")
+    out = tmp_path / "out"
+    assert _predict(tiny_ckpt.parent / "missing.ckpt", scans, out) == 2  # sanity: usage errors still exit 2
+    assert _predict(ckpt, scans, out) == 1
+    assert "not finite" in capsys.readouterr().err
+    report = _strict_json((out / "predictions.json").read_text())
+    assert report["predictions"] == [] and report["files"] == []
+    assert [Path(f["file"]).name for f in report["failed"]] == ["a.png"]
+    assert "not finite" in report["failed"][0]["error"]
+    assert "nan" not in (out / "predictions.csv").read_text().lower()
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.csv", "predictions.json"]
+
+
+def test_output_writer_refuses_non_finite_probabilities_and_writes_strict_json(tmp_path):
+    out = tmp_path / "out"
+    broken = _fake_prediction("x.png")
+    broken.class_probs = np.array([np.nan, 0.5, 0.2, 0.3], dtype=np.float32)
+    with OutputWriter(out, settings={"mask_threshold": float("nan"), "scale": np.float32(2.0)}) as writer:
+        with pytest.raises(ValueError, match="not finite"):
+            writer.write(broken)
+        writer.write(_fake_prediction("y.png"))
+    assert not (out / "x_mask.png").exists()
+    report = _strict_json((out / "predictions.json").read_text())
+    assert report["settings"] == {"mask_threshold": None, "scale": 2.0}
+    assert [row["file"] for row in report["predictions"]] == ["y.png"]

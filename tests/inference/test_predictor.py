@@ -149,3 +149,22 @@ def test_bf16_precision_stays_close_to_fp32(tiny_ckpt):
     assert np.abs(fp32.mask_probs - bf16.mask_probs).max() < 0.05
     with pytest.raises(ValueError, match="precision"):
         Predictor.from_checkpoint(tiny_ckpt, device="cpu", precision="fp8")
+
+
+def test_non_finite_outputs_fail_that_image_only():
+    # A network that returns NaN for bright images: no NaN probabilities or silently empty masks come out.
+    from brain_mtl.inference import Failure, NonFiniteOutputError
+
+    from .helpers import NaNOnBrightImages
+
+    dark, bright = np.zeros((20, 30), dtype=np.uint8), np.full((20, 30), 255, dtype=np.uint8)
+    predictor = Predictor(NaNOnBrightImages(), Preprocessing(32), device="cpu", batch_size=3)
+    results = list(predictor.iter_predict([dark, bright, dark], errors="skip"))
+    assert [type(r).__name__ for r in results] == ["Prediction", "Failure", "Prediction"]
+    assert isinstance(results[1], Failure) and results[1].source == "array_1"
+    assert "not finite" in results[1].error
+    assert all(np.isfinite(r.class_probs).all() for r in results[::2])
+    with pytest.raises(NonFiniteOutputError, match="class probabilities are not finite"):
+        predictor.predict(bright)
+    with pytest.raises(NonFiniteOutputError):
+        predictor.predict_batch([dark, bright])

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from brain_mtl.inference.checkpoint import LoadedCheckpoint, load_checkpoint
 from brain_mtl.inference.cli import collect_inputs, predict_images_main
 from brain_mtl.inference.outputs import OutputWriter
-from brain_mtl.inference.predictor import Failure, Prediction, Predictor, build_prediction
+from brain_mtl.inference.predictor import Failure, NonFiniteOutputError, Prediction, Predictor, build_prediction
 from brain_mtl.inference.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Failure",
     "LoadedCheckpoint",
+    "NonFiniteOutputError",
     "OutputWriter",
     "Prediction",
     "PredictionWriter",

@@ -3,33 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from brain_mtl.inference.outputs import OutputWriter
+from brain_mtl.inference.outputs import OutputWriter, previous_run_files
 from brain_mtl.inference.predictor import Failure, Predictor
 
 __all__ = ["collect_inputs", "predict_images_main"]
 
 
-def collect_inputs(inputs: Sequence[str | os.PathLike], recursive: bool = False) -> list[Path]:
+def collect_inputs(
+    inputs: Sequence[str | os.PathLike],
+    recursive: bool = False,
+    exclude: Sequence[str | os.PathLike] = (),
+) -> list[Path]:
     """Expand files and folders into a list of files, in a stable order.
 
     Folders contribute their files with an image extension (see ``brain_mtl.data.io.IMAGE_EXTENSIONS``),
     sorted; ``recursive`` descends into sub-folders. Files named explicitly are kept whatever their extension
     (so that a mis-named or broken file is reported rather than silently dropped); missing paths are kept too and
     fail when read.
+
+    Args:
+        inputs: files and folders.
+        recursive: descend into sub-folders.
+        exclude: folders whose files a folder never contributes (``predict-images`` passes its output folder, so
+            that it never reads its own masks when the output lies inside an input folder).
     """
     from brain_mtl.data.io import IMAGE_EXTENSIONS
+
+    excluded = [Path(folder).resolve() for folder in exclude]
+
+    def wanted(path: Path) -> bool:
+        if not (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS):
+            return False
+        resolved = path.resolve()
+        return not any(resolved.is_relative_to(folder) for folder in excluded)
 
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             candidates = path.rglob("*") if recursive else path.iterdir()
-            files.extend(sorted(p for p in candidates if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
+            files.extend(sorted(p for p in candidates if wanted(p)))
         else:
             files.append(path)
     seen: set[Path] = set()
@@ -48,11 +67,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Predict tumour masks and classes for image files or folders. Writes <stem>_mask.png (original "
         "size), <stem>_overlay.png, optionally <stem>_gradcam.png, and predictions.csv / predictions.json into "
         "OUT. Unreadable files are listed (stderr and predictions.json) and skipped; the exit status is 1 when "
-        "any file failed.",
+        "any file failed. OUT must be new or empty unless --overwrite is given; its files are never read as "
+        "inputs.",
     )
     parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint (.ckpt) or state-dict file")
     parser.add_argument("--input", required=True, nargs="+", help="image files and/or folders of images")
-    parser.add_argument("--output", required=True, help="output folder (created)")
+    parser.add_argument("--output", required=True, help="output folder (created; must be empty, see --overwrite)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an output folder that already holds files: the files a previous predict-images run "
+        "listed in its predictions.json are removed first, other files are left (and counted)",
+    )
     parser.add_argument("--gradcam", action="store_true", help="also write Grad-CAM heat-map overlays")
     parser.add_argument(
         "--gradcam_class",
@@ -76,13 +102,35 @@ def predict_images_main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         0 when every input was predicted, 1 when any failed (they are named on stderr and in
-        ``predictions.json``), 2 when no input was found or the checkpoint cannot be loaded.
+        ``predictions.json``), 2 on a usage error: no input found, a checkpoint that cannot be loaded, an output
+        path that is a file, or an output folder that is not empty without ``--overwrite``.
     """
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    files = collect_inputs(args.input, recursive=args.recursive)
-    if not files:
-        print(f"error: no image files found in {args.input}", file=sys.stderr)
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        print(f"error: --output {output} is an existing file, not a folder; choose a folder", file=sys.stderr)
         return 2
+    if output.is_dir() and any(output.iterdir()) and not args.overwrite:
+        print(
+            f"error: output folder {output} is not empty; pass --overwrite to replace its results, "
+            "or choose another folder",
+            file=sys.stderr,
+        )
+        return 2
+    if args.threshold is not None and not (math.isfinite(args.threshold) and 0.0 <= args.threshold <= 1.0):
+        print(f"error: --threshold must be a probability in [0, 1], got {args.threshold}", file=sys.stderr)
+        return 2
+    files = collect_inputs(args.input, recursive=args.recursive, exclude=[output])
+    if not files:
+        print(
+            f"error: no image files found in {args.input} (files under the output folder {output} are never read)"
+            if _lies_within(output, args.input)
+            else f"error: no image files found in {args.input}",
+            file=sys.stderr,
+        )
+        return 2
+    if _lies_within(output, args.input):
+        print(f"note: files under the output folder {output} are not read as inputs", file=sys.stderr)
     try:
         predictor = Predictor.from_checkpoint(
             args.ckpt_path,
@@ -115,7 +163,14 @@ def predict_images_main(argv: Sequence[str] | None = None) -> int:
         "mask_gate": predictor.mask_gate,
         "precision": predictor.precision,
     }
-    with OutputWriter(args.output, predictor.class_names, overlays=not args.no_overlay, settings=settings) as out:
+    try:
+        if args.overwrite and output.is_dir():
+            _remove_previous_run(output)
+        out = OutputWriter(output, predictor.class_names, overlays=not args.no_overlay, settings=settings)
+    except OSError as error:
+        print(f"error: cannot write to the output folder {output}: {error}", file=sys.stderr)
+        return 2
+    with out:
         results = predictor.iter_predict(files, gradcam=args.gradcam, target_class=target, errors="skip")
         for result in results:
             if isinstance(result, Failure):
@@ -129,3 +184,26 @@ def predict_images_main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(out.failures)} of {len(files)} inputs failed: " + ", ".join(f.source for f in out.failures))
         return 1
     return 0
+
+
+def _lies_within(output: Path, inputs: Sequence[str]) -> bool:
+    """Whether the output folder is one of the input folders or inside one."""
+    resolved = output.resolve()
+    return any(Path(item).is_dir() and resolved.is_relative_to(Path(item).resolve()) for item in inputs)
+
+
+def _remove_previous_run(output: Path) -> None:
+    """``--overwrite``: delete the files the previous run listed in its ``predictions.json``; say what stays."""
+    removed = 0
+    for path in previous_run_files(output):
+        path.unlink()
+        removed += 1
+    if removed:
+        print(f"--overwrite: removed {removed} files of the previous run in {output} (listed in its predictions.json)")
+    others = sum(1 for _ in output.iterdir())
+    if others:
+        print(
+            f"note: {output} holds {others} other files or folders, not listed by a previous predict-images run; "
+            "they are left as they are (same-named results of this run replace them)",
+            file=sys.stderr,
+        )

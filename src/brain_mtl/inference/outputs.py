@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -16,9 +17,12 @@ import numpy as np
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.inference.predictor import Failure, Prediction
 
-__all__ = ["OutputWriter", "safe_stem"]
+__all__ = ["OUTPUT_SUFFIXES", "OutputWriter", "json_ready", "previous_run_files", "safe_stem"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+OUTPUT_SUFFIXES = ("_mask.png", "_overlay.png", "_gradcam.png")
+"""Endings of the per-image files an :class:`OutputWriter` writes (``<stem>_mask.png``, ...)."""
 
 
 def safe_stem(source: str) -> str:
@@ -39,6 +43,56 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     path.write_bytes(encoded.tobytes())
 
 
+def json_ready(value: Any) -> Any:
+    """``value`` with NaN and infinity replaced by None (JSON ``null``) and numpy scalars made Python numbers.
+
+    For values that may legitimately be missing (settings); ``json.dumps(..., allow_nan=False)`` then never
+    writes the non-standard ``NaN`` / ``Infinity`` tokens.
+    """
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def previous_run_files(output_dir: str | os.PathLike, file_prefix: str = "predictions") -> list[Path]:
+    """The files an earlier run of :class:`OutputWriter` wrote into ``output_dir``, as its JSON file lists them.
+
+    Read from ``<file_prefix>.json`` (its ``files`` list; older files: each row's ``mask_file`` and the
+    ``<stem>_overlay.png`` / ``<stem>_gradcam.png`` beside it), plus ``<file_prefix>.csv`` and the JSON file
+    itself. Only plain files directly in the folder whose names end like an output (:data:`OUTPUT_SUFFIXES`) are
+    returned, so a hand-edited list cannot name anything else. Empty when there is no readable JSON file.
+    """
+    folder = Path(output_dir)
+    json_path = folder / f"{safe_stem(file_prefix)}.json"
+    try:
+        payload = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(payload, dict):
+        return []
+    names = payload.get("files")
+    if not isinstance(names, list):
+        names = []
+        for row in payload.get("predictions") or []:
+            if isinstance(row, dict):
+                names.append(row.get("mask_file"))
+                names += [f"{row.get('stem')}{suffix}" for suffix in OUTPUT_SUFFIXES[1:]]
+    found = []
+    for name in names:
+        if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or "\\" in name:
+            continue
+        if name.endswith(OUTPUT_SUFFIXES):
+            found.append(folder / name)
+    found += [folder / f"{safe_stem(file_prefix)}.csv", json_path]
+    return [path for path in dict.fromkeys(found) if path.is_file() and not path.is_symlink()]
+
+
 class OutputWriter:
     """Writes prediction files into one folder: masks, overlays, Grad-CAM overlays, ``predictions.csv/.json``.
 
@@ -46,8 +100,12 @@ class OutputWriter:
     outlined, caption with the class and its probability) and, with Grad-CAM, ``<stem>_gradcam.png``. Stems come
     from the input file names, reduced to ``[A-Za-z0-9._-]`` and made unique (``scan``, ``scan_2``, ...), so no
     output name can leave the folder or overwrite another input's output. ``predictions.csv`` gets one row per
-    image as it is written; ``predictions.json`` (rows plus the ``failed`` inputs and the settings) on
-    :meth:`close`.
+    image as it is written; ``predictions.json`` (rows plus the ``failed`` inputs, the settings and ``files``,
+    the image files written) on :meth:`close`.
+
+    Both tables are strict: no ``NaN`` or ``Infinity``. :meth:`write` refuses a prediction whose class
+    probabilities are not finite (the caller records it with :meth:`fail`), and non-finite numbers in
+    ``settings`` are written as ``null``.
 
     Args:
         output_dir: the folder (created).
@@ -75,6 +133,7 @@ class OutputWriter:
         self.rows: list[dict[str, Any]] = []
         self.failures: list[Failure] = []
         self._used: set[str] = set()
+        self.files: list[str] = []
         self.csv_path = self._path(f"{safe_stem(file_prefix)}.csv")
         self.json_path = self._path(f"{safe_stem(file_prefix)}.json")
         self._csv_file = self.csv_path.open("w", newline="", encoding="utf-8")
@@ -115,15 +174,28 @@ class OutputWriter:
         return stem
 
     def write(self, prediction: Prediction) -> dict[str, Any]:
-        """Write one image's files and its CSV row; returns the row."""
+        """Write one image's files and its CSV row; returns the row.
+
+        Raises:
+            ValueError: the class probabilities are not finite (nothing is written for the image).
+        """
+        probs = np.asarray(prediction.class_probs, dtype=np.float64).reshape(-1)
+        if not np.isfinite(probs).all():
+            raise ValueError(
+                f"{prediction.source}: class probabilities {probs.tolist()} are not finite; not written (the "
+                "network is broken or overflows on this input)"
+            )
         stem = self._unique_stem(prediction.source)
         mask_path = self._path(f"{stem}_mask.png")
         _write_png(mask_path, prediction.mask * np.uint8(255))
+        self.files.append(mask_path.name)
         if self.overlays:
             from brain_mtl.viz import overlay
 
             caption = [f"{prediction.class_name} {prediction.probability:.2f}", f"mask {prediction.mask_area} px"]
-            _write_png(self._path(f"{stem}_overlay.png"), overlay(prediction.image, prediction.mask, None, caption))
+            overlay_path = self._path(f"{stem}_overlay.png")
+            _write_png(overlay_path, overlay(prediction.image, prediction.mask, None, caption))
+            self.files.append(overlay_path.name)
         if prediction.gradcam is not None:
             from brain_mtl.gradcam import heatmap_overlay
             from brain_mtl.viz import draw_outline, put_text
@@ -132,7 +204,9 @@ class OutputWriter:
             heat = heatmap_overlay(prediction.image, prediction.gradcam)
             heat = draw_outline(heat, prediction.mask, (255, 255, 255))
             caption = [f"Grad-CAM: {prediction.class_names[target]}", f"p={float(prediction.class_probs[target]):.2f}"]
-            _write_png(self._path(f"{stem}_gradcam.png"), put_text(heat, caption))
+            gradcam_path = self._path(f"{stem}_gradcam.png")
+            _write_png(gradcam_path, put_text(heat, caption))
+            self.files.append(gradcam_path.name)
         height, width = prediction.size
         row: dict[str, Any] = {
             "file": prediction.source,
@@ -169,8 +243,10 @@ class OutputWriter:
                 {**row, "probabilities": {n: row[f"p_{n}"] for n in self.class_names}} for row in self.rows
             ],
             "failed": [{"file": f.source, "error": f.error} for f in self.failures],
+            "files": list(self.files),
         }
-        self.json_path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        # Strict JSON: rows are finite (checked in write); a missing setting is null, never NaN.
+        self.json_path.write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False), encoding="utf-8")
 
     def __enter__(self) -> OutputWriter:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.inference.checkpoint import load_checkpoint
 from brain_mtl.inference.preprocessing import Preprocessing, as_rgb_uint8
 
-__all__ = ["Failure", "ImageInput", "Prediction", "Predictor", "build_prediction"]
+__all__ = ["Failure", "ImageInput", "NonFiniteOutputError", "Prediction", "Predictor", "build_prediction"]
 
 ImageInput = str | os.PathLike | np.ndarray
 """A path to an image file, or an image array: ``(H, W)`` gray or ``(H, W, 3|4)`` RGB(A)."""
@@ -78,6 +79,14 @@ class Failure:
     error: str
 
 
+class NonFiniteOutputError(ValueError):
+    """The network returned NaN or infinity for an image: its weights are broken, or it overflows on this input.
+
+    Raised instead of writing ``nan`` probabilities or an all-empty mask (a NaN probability is never above the
+    threshold). :meth:`Predictor.iter_predict` with ``errors="skip"`` turns it into a :class:`Failure`.
+    """
+
+
 def _pick_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -119,6 +128,8 @@ class Predictor:
     ) -> None:
         if precision not in ("32", "bf16"):
             raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
+        if not (math.isfinite(mask_threshold) and 0.0 <= mask_threshold <= 1.0):
+            raise ValueError(f"mask_threshold must be a probability in [0, 1], got {mask_threshold!r}")
         self.device = _pick_device(device)
         self.model = model.to(self.device).eval()
         self.preprocessing = preprocessing or Preprocessing()
@@ -237,7 +248,8 @@ class Predictor:
             tta: override the predictor's test-time augmentation setting.
             gradcam: also compute Grad-CAM maps.
             target_class: the class Grad-CAM explains (index or name); default each image's predicted class.
-            errors: ``raise`` on an unreadable input, or ``skip``: yield a :class:`Failure` for it and go on.
+            errors: ``raise`` on an unreadable input or non-finite network outputs
+                (:class:`NonFiniteOutputError`), or ``skip``: yield a :class:`Failure` for that input and go on.
 
         Yields:
             One :class:`Prediction` (or :class:`Failure`) per input.
@@ -256,9 +268,9 @@ class Predictor:
                     raise
                 pending.append(Failure(source, str(error)))
             if readable == size:
-                yield from self._flush(pending, tta, gradcam, target_class)
+                yield from self._flush(pending, tta, gradcam, target_class, errors)
                 pending, readable = [], 0
-        yield from self._flush(pending, tta, gradcam, target_class)
+        yield from self._flush(pending, tta, gradcam, target_class, errors)
 
     def _flush(
         self,
@@ -266,9 +278,10 @@ class Predictor:
         tta: bool | None,
         gradcam: bool,
         target_class: int | str | None,
+        errors: Literal["raise", "skip"] = "raise",
     ) -> Iterator[Prediction | Failure]:
         images = [entry for entry in pending if not isinstance(entry, Failure)]
-        predictions = iter(self._predict_images(images, tta, gradcam, target_class) if images else [])
+        predictions = iter(self._predict_images(images, tta, gradcam, target_class, errors) if images else [])
         for entry in pending:
             yield entry if isinstance(entry, Failure) else next(predictions)
 
@@ -334,7 +347,8 @@ class Predictor:
         tta: bool | None,
         gradcam: bool,
         target_class: int | str | None,
-    ) -> list[Prediction]:
+        errors: Literal["raise", "skip"] = "raise",
+    ) -> list[Prediction | Failure]:
         batch = torch.stack([self.preprocessing(image) for _, image in items])
         mask_probs, class_probs = self.forward_probs(batch, tta)
         cams = cam_classes = None
@@ -342,10 +356,10 @@ class Predictor:
             # By default explain the class the prediction reports (after TTA / bf16), not a fresh argmax.
             target = self.class_index(target_class)
             cams, cam_classes = self.gradcam(batch, class_probs.argmax(1).tolist() if target is None else target)
-        results = []
+        results: list[Prediction | Failure] = []
         for i, (source, image) in enumerate(items):
-            results.append(
-                self.make_prediction(
+            try:
+                result: Prediction | Failure = self.make_prediction(
                     source,
                     image,
                     mask_probs[i, 0],
@@ -353,7 +367,11 @@ class Predictor:
                     gradcam=None if cams is None else cams[i],
                     gradcam_class=None if cam_classes is None else int(cam_classes[i]),
                 )
-            )
+            except NonFiniteOutputError as error:
+                if errors == "raise":
+                    raise
+                result = Failure(source, str(error))
+            results.append(result)
         return results
 
     def make_prediction(
@@ -375,6 +393,9 @@ class Predictor:
             class_probs: ``(C,)`` class probabilities.
             gradcam: ``(h, w)`` Grad-CAM map at network resolution, or None.
             gradcam_class: the class the map explains.
+
+        Raises:
+            NonFiniteOutputError: the class probabilities, mask probabilities or Grad-CAM map hold NaN or infinity.
         """
         return build_prediction(
             source,
@@ -403,19 +424,31 @@ def build_prediction(
     gradcam: Tensor | np.ndarray | None = None,
     gradcam_class: int | None = None,
 ) -> Prediction:
-    """Network-resolution outputs of one image -> :class:`Prediction` at the original size (see ``Predictor``)."""
+    """Network-resolution outputs of one image -> :class:`Prediction` at the original size (see ``Predictor``).
+
+    Raises:
+        NonFiniteOutputError: NaN or infinity in the class probabilities, the mask probabilities (on the image's
+            pixels) or the Grad-CAM map; a finite network never gives them, so the image gets no prediction rather
+            than ``nan`` probabilities or a silently empty mask.
+    """
     orig_size = (int(image.shape[0]), int(image.shape[1]))
     probs_full = preprocessing.restore(mask_probs, orig_size)
     if isinstance(class_probs, Tensor):
         class_probs = class_probs.detach().float().cpu().numpy()
     class_probs = np.asarray(class_probs, dtype=np.float32).reshape(-1)
+    for what, values in (("class probabilities", class_probs), ("mask probabilities", probs_full)):
+        if not np.isfinite(values).all():
+            raise NonFiniteOutputError(_non_finite_message(source, what, values))
     class_index = int(class_probs.argmax())
     mask = (probs_full > mask_threshold).astype(np.uint8)
     if mask_gate and class_index == NO_TUMOR and len(class_names) == len(CLASS_NAMES):
         mask[:] = 0
     cam_full = None
     if gradcam is not None:
-        cam_full = np.clip(preprocessing.restore(gradcam, orig_size), 0.0, 1.0)
+        cam_full = preprocessing.restore(gradcam, orig_size)
+        if not np.isfinite(cam_full).all():
+            raise NonFiniteOutputError(_non_finite_message(source, "Grad-CAM map", cam_full))
+        cam_full = np.clip(cam_full, 0.0, 1.0)
     return Prediction(
         source=source,
         image=image,
@@ -427,4 +460,12 @@ def build_prediction(
         class_names=tuple(class_names),
         gradcam=cam_full,
         gradcam_class=gradcam_class,
+    )
+
+
+def _non_finite_message(source: str, what: str, values: np.ndarray) -> str:
+    bad = int((~np.isfinite(values)).sum())
+    return (
+        f"{source}: the network's {what} are not finite ({bad} of {values.size} values NaN or infinite): the "
+        "model's weights are broken or it overflows on this input; no prediction written"
     )

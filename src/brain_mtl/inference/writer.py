@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from brain_mtl.inference.checkpoint import class_names_for
 from brain_mtl.inference.outputs import OutputWriter
-from brain_mtl.inference.predictor import build_prediction
+from brain_mtl.inference.predictor import NonFiniteOutputError, build_prediction
 from brain_mtl.inference.preprocessing import DEFAULT_IMAGE_SIZE, Preprocessing
 
 __all__ = ["PredictionWriter"]
@@ -25,6 +26,9 @@ class PredictionWriter(BasePredictionWriter):
     ``orig_size``), re-reads each original image for the overlay, cuts off letterbox padding, resizes the mask to
     the original size and writes ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``predictions.csv/.json`` in
     ``output_dir``. The image size and letterboxing come from the datamodule (``image_size``, ``keep_aspect``).
+    An image that cannot be re-read, or whose probabilities are not finite (NaN or infinity: a broken or
+    overflowing network), gets no files: it is listed under ``failed`` in the JSON file, and a warning at the
+    end of prediction counts such images. The tables never hold ``NaN``.
 
     Args:
         output_dir: folder for the files.
@@ -108,23 +112,35 @@ class PredictionWriter(BasePredictionWriter):
             except (OSError, ValueError) as error:
                 self.writer.fail(str(path), str(error))
                 continue
-            result = build_prediction(
-                str(path),
-                image,
-                mask_probs[i, 0],
-                class_probs[i],
-                preprocessing=self._preprocessing,
-                mask_threshold=self._threshold,
-                class_names=self._class_names,
-                mask_gate=self.mask_gate,
-            )
+            try:
+                result = build_prediction(
+                    str(path),
+                    image,
+                    mask_probs[i, 0],
+                    class_probs[i],
+                    preprocessing=self._preprocessing,
+                    mask_threshold=self._threshold,
+                    class_names=self._class_names,
+                    mask_gate=self.mask_gate,
+                )
+            except NonFiniteOutputError as error:
+                self.writer.fail(str(path), str(error))
+                continue
             self.writer.write(result)
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
-        """Write ``predictions.json`` and close the CSV."""
+        """Write ``predictions.json`` and close the CSV; warn when images failed."""
         if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            writer.close()
+            if writer.failures:
+                # Every rank warns for its own images: each writes its own table.
+                first = writer.failures[0]
+                warnings.warn(
+                    f"PredictionWriter: {len(writer.failures)} of {len(writer.failures) + len(writer.rows)} images "
+                    f"got no prediction (listed under 'failed' in {writer.json_path}); first: {first.error}",
+                    stacklevel=2,
+                )
 
 
 def _warn_if_trained_differently(ckpt_path: Any, preprocessing: Preprocessing) -> None:
