@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import warnings
@@ -32,6 +33,7 @@ __all__ = [
     "export_onnx",
     "export_reference",
     "export_state_dict",
+    "parity_error",
 ]
 
 ONNX_INPUT = "image"
@@ -105,6 +107,8 @@ def export_onnx(
             how to install it.
     """
     onnx = _require("onnx", "ONNX export")
+    # Serialised first (strict JSON: NaN and infinity are refused), so that a bad value writes no file.
+    entries = {str(key): _metadata_value(str(key), value) for key, value in (metadata or {}).items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = _size_pair(image_size)
@@ -135,14 +139,23 @@ def export_onnx(
                     _export_dynamo(wrapper, example, path, opset)
     finally:
         model.train(was_training)
-    if metadata:
+    if entries:
         proto = onnx.load(str(path))
-        for key, value in metadata.items():
+        for key, value in entries.items():
             entry = proto.metadata_props.add()
-            entry.key = str(key)
-            entry.value = value if isinstance(value, str) else json.dumps(value)
+            entry.key = key
+            entry.value = value
         onnx.save(proto, str(path))
     return path
+
+
+def _metadata_value(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError as error:  # NaN or infinity: a broken checkpoint setting, not something to ship
+        raise ValueError(f"ONNX metadata {key!r} = {value!r} is not finite; strict JSON cannot hold it") from error
 
 
 def _export_torchscript(wrapper: nn.Module, example: Tensor, path: Path, opset: int) -> None:
@@ -210,7 +223,8 @@ def check_onnx(
         seed: seed of the random inputs.
 
     Returns:
-        ``{(batch, height, width): max abs difference}`` over both outputs (mask and class logits).
+        ``{(batch, height, width): max abs difference}`` over both outputs (mask and class logits); NaN when
+        either side's outputs hold NaN or infinity (no parity can be shown then: see :func:`parity_error`).
 
     Raises:
         ImportError: onnxruntime is not installed.
@@ -234,13 +248,48 @@ def check_onnx(
             onnx_outputs = session.run(list(ONNX_OUTPUTS), {ONNX_INPUT: x.numpy()})
             with torch.no_grad():
                 torch_outputs = wrapper(x.to(device))
-            diffs[(batch, height, width)] = max(
-                float((torch.from_numpy(o) - t.float().cpu()).abs().max())
-                for o, t in zip(onnx_outputs, torch_outputs, strict=True)
+            diffs[(batch, height, width)] = _max_abs_diff(
+                [torch.from_numpy(o) for o in onnx_outputs], [t.float().cpu() for t in torch_outputs]
             )
     finally:
         model.train(was_training)
     return diffs
+
+
+def _max_abs_diff(first: Sequence[Tensor], second: Sequence[Tensor]) -> float:
+    """Largest absolute difference over pairs of tensors; NaN when any value on either side is not finite.
+
+    Python's ``max`` and ``>`` let NaN through (``max(0.1, nan) == 0.1``, ``nan > tol`` is False), so the
+    non-finite case is made explicit here rather than left to comparison order.
+    """
+    worst = 0.0
+    for a, b in zip(first, second, strict=True):
+        if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+            return math.nan
+        if a.numel():
+            worst = max(worst, float((a - b).abs().max()))
+    return worst
+
+
+def parity_error(diffs: dict[tuple[int, int, int], float], atol: float) -> str | None:
+    """Why an ONNX export fails its parity check with PyTorch (:func:`check_onnx`'s result), or None if it passes.
+
+    Passes only when every difference is a finite number ``<= atol``: a NaN difference (non-finite outputs,
+    e.g. NaN weights or an overflowing network) fails, and so does an empty comparison.
+    """
+    if not diffs:
+        return "no input was compared"
+    for (batch, height, width), diff in diffs.items():
+        if not math.isfinite(diff):
+            return (
+                f"outputs at input ({batch}, 3, {height}, {width}) are not finite (NaN or infinity), so ONNX "
+                "Runtime and PyTorch cannot be shown to agree (non-finite weights, a network that overflows, or a "
+                "broken export)"
+            )
+    worst = max(diffs.values())
+    if not worst <= atol:
+        return f"max abs diff {worst:.3g} exceeds --atol {atol:g}"
+    return None
 
 
 def export_state_dict(model: nn.Module, path: str | os.PathLike) -> Path:
@@ -344,7 +393,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         export_onnx(model, output, size, opset=args.opset, exporter=args.exporter, metadata=metadata)
-    except ImportError as error:
+    except (ImportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {output} (inputs: {ONNX_INPUT}; outputs: {', '.join(ONNX_OUTPUTS)}; dynamic batch and size)")
@@ -357,11 +406,11 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     except ImportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    worst = max(diffs.values())
     for (batch, height, width), diff in diffs.items():
         print(f"onnxruntime vs torch, input ({batch}, 3, {height}, {width}): max abs diff {diff:.3g}")
-    if worst > args.atol:
-        print(f"error: max abs diff {worst:.3g} exceeds --atol {args.atol:g}", file=sys.stderr)
+    problem = parity_error(diffs, args.atol)
+    if problem is not None:
+        print(f"error: parity check failed: {problem}", file=sys.stderr)
         return 1
     return 0
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from brain_mtl.cli import main
-from brain_mtl.export import ONNX_OUTPUTS, check_onnx, export_onnx
+from brain_mtl.export import ONNX_OUTPUTS, check_onnx, export_onnx, parity_error
 from brain_mtl.inference import Predictor
 from brain_mtl.models import UNet
 
@@ -100,3 +100,44 @@ def test_export_rejects_a_size_the_network_cannot_take(tmp_path, tiny_ckpt, caps
     args = ["export", "--ckpt_path", str(tiny_ckpt), "--output", str(tmp_path / "z.onnx"), "--image_size", "30"]
     assert main(args) == 2
     assert "multiple of 4" in capsys.readouterr().err
+
+
+def test_parity_check_fails_when_outputs_are_not_finite(tmp_path):
+    # NaN in one output only (the class head): the mask logits still agree. Python's max() and `diff > atol`
+    # let such a NaN through; the check must not.
+    torch.manual_seed(0)
+    model = UNet(base_channels=4, depth=2, classifier_hidden=8).eval()
+    with torch.no_grad():
+        model.classification_head.mlp[3].bias.fill_(float("nan"))
+    path = export_onnx(model, tmp_path / "nan.onnx", 32)
+    diffs = check_onnx(path, model, [(1, 32, 32)])
+    assert np.isnan(diffs[(1, 32, 32)])
+    problem = parity_error(diffs, 1e-3)
+    assert problem is not None and "not finite" in problem and "(1, 3, 32, 32)" in problem
+
+
+def test_parity_error_passes_only_finite_differences_within_tolerance():
+    assert parity_error({(1, 32, 32): 1e-5, (2, 48, 64): 2e-5}, 1e-3) is None
+    assert "exceeds --atol" in parity_error({(1, 32, 32): 1e-5, (2, 48, 64): 0.5}, 1e-3)
+    assert "not finite" in parity_error({(1, 32, 32): float("inf")}, 1e-3)
+    assert parity_error({}, 1e-3) is not None
+
+
+def test_export_command_fails_on_a_network_that_overflows(tmp_path, tiny_ckpt, capsys):
+    from .helpers import overflow_checkpoint
+
+    ckpt = tmp_path / "overflow.ckpt"
+    overflow_checkpoint(ckpt, tiny_ckpt)  # finite weights, so it loads; class logits are +inf on every input
+    assert main(["export", "--ckpt_path", str(ckpt), "--format", "onnx", "--output", str(tmp_path / "o.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "parity check failed" in err and "not finite" in err
+
+
+def test_metadata_is_strict_json(tmp_path):
+    path = tmp_path / "meta.onnx"
+    with pytest.raises(ValueError, match="'mask_threshold' = nan is not finite"):
+        export_onnx(UNet(base_channels=4, depth=2), path, 32, metadata={"mask_threshold": float("nan")})
+    assert not path.exists()
+    export_onnx(UNet(base_channels=4, depth=2), path, 32, metadata={"mean": [0.485, 0.456], "keep_aspect": False})
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta == {"mean": "[0.485, 0.456]", "keep_aspect": "false"}
