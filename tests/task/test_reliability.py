@@ -98,6 +98,20 @@ def test_last_checkpoint_follows_every_epoch_when_the_score_stops_improving(make
     assert not list(folder.glob("*.part"))
 
 
+def _fit_until_killed(config: Path) -> None:
+    """Run ``fit`` in a child process that a KillMidEpoch callback ends with SIGKILL."""
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.run(
+        [sys.executable, "-m", "brain_mtl", "fit", "--config", str(config)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+
+
 def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(make_config, tmp_path):
     straight = _declining(make_config(tmp_path / "straight", epochs=4))
     assert main(["fit", "--config", str(straight)]) == 0
@@ -107,16 +121,7 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(make_
         _declining(make_config(run, epochs=4)),
         callbacks=[{"class_path": f"{__name__}.KillMidEpoch", "init_args": {"epoch": 2, "batch": 2}}],
     )
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    process = subprocess.run(
-        [sys.executable, "-m", "brain_mtl", "fit", "--config", str(killed)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+    _fit_until_killed(killed)
     # Killed in epoch 2 after a non-improving epoch 1: last.ckpt holds epoch 1, not the best epoch 0.
     assert _epoch_of(run / "checkpoints" / "last.ckpt") == 1
 
@@ -127,6 +132,24 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_uninterrupted_weights(make_
     got = state_dict_of(run / "checkpoints" / "last.ckpt")
     mismatched = [k for k in expected if not torch.equal(expected[k], got[k])]
     assert not mismatched, f"{len(mismatched)} tensors differ, e.g. {mismatched[:3]}"
+
+
+def test_mid_epoch_saves_keep_last_within_the_epoch_and_resume(make_config, tmp_path):
+    run = tmp_path / "run"
+    killed = _edit(
+        make_config(run, epochs=2),
+        checkpoint={"every_n_train_steps": 2, "save_top_k": 0, "monitor": None},
+        callbacks=[{"class_path": f"{__name__}.KillMidEpoch", "init_args": {"epoch": 1, "batch": 3}}],
+    )
+    _fit_until_killed(killed)
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    in_epoch = saved["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
+    assert saved["epoch"] == 1 and in_epoch == 2  # saved mid-epoch, after the 2nd batch of epoch 1 (killed in the 4th)
+    assert list((run / "checkpoints").iterdir()) == [run / "checkpoints" / "last.ckpt"]  # save_top_k 0: last only
+
+    resumed = _edit(make_config(run, epochs=2), checkpoint={"every_n_train_steps": 2, "save_top_k": 0, "monitor": None})
+    assert main(["fit", "--config", str(resumed), "--ckpt_path", "last"]) == 0
+    assert _epoch_of(run / "checkpoints" / "last.ckpt") == 1
 
 
 def test_a_write_interrupted_halfway_leaves_the_previous_checkpoint_whole(make_config, tmp_path, monkeypatch):
