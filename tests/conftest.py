@@ -1,5 +1,61 @@
-"""Shared test setup: keep runs offline, single-threaded enough for 2 cores, and out of the working tree."""
+"""Shared test setup: keep runs offline, single-threaded enough for 2 cores, and out of the working tree.
+
+``--torch-threads N`` (or the environment variable ``BRAIN_MTL_TEST_THREADS=N``) runs the whole suite with N
+torch intra-op threads: set at session start, again at the start of every test module, and used by the folders
+that otherwise pick their own count (``tests/inference`` uses 1). Without it each folder keeps its default.
+Tests that train must pass with any count (``python -m pytest --torch-threads 1`` and ``--torch-threads 2``).
+"""
 
 import os
 
+import pytest
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+THREADS_ENV = "BRAIN_MTL_TEST_THREADS"
+"""Environment variable with the requested torch thread count; ``--torch-threads`` sets it for the session."""
+
+pytest_plugins = ["pytester"]  # for testing these options themselves (tests/inference/test_torch_threads_option.py)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--torch-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"run every test with N torch intra-op threads (default: ${THREADS_ENV}, else each folder's own)",
+    )
+
+
+def requested_torch_threads() -> int | None:
+    """The thread count asked for with ``--torch-threads`` or ``$BRAIN_MTL_TEST_THREADS``, else None."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise pytest.UsageError(f"{THREADS_ENV} / --torch-threads must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    option = config.getoption("--torch-threads", default=None)
+    if option is not None:
+        # Through the environment, so that conftests and helpers elsewhere read one source.
+        os.environ[THREADS_ENV] = str(option)
+    threads = requested_torch_threads()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _requested_torch_threads_per_module():
+    # A test (or a library call) may change the count; each module starts again from the requested one.
+    threads = requested_torch_threads()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    yield

@@ -10,6 +10,8 @@ import lightning
 import pytest
 import torch
 
+from ..conftest import requested_torch_threads
+
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 
@@ -17,9 +19,9 @@ QUICKSTART = REPO / "configs" / "quickstart.yaml"
 @contextlib.contextmanager
 def one_torch_thread():
     # The CI machine has 2 cores shared with other jobs; two intra-op threads that wait on each other made a
-    # training step 15x slower there than one thread.
+    # training step 15x slower there than one thread. `--torch-threads N` (tests/conftest.py) replaces the 1.
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(requested_torch_threads() or 1)
     try:
         yield
     finally:
