@@ -89,14 +89,21 @@ def _inside_beats_outside(maps: torch.Tensor, masks: torch.Tensor) -> float:
     return float(np.mean(wins))
 
 
-def test_trained_tiny_model_looks_at_the_object():
-    # Class evidence is only in the object (its shape), at a random place: a map that ignores the gradient sign,
-    # is transposed or flipped, or explains the wrong layer puts its mass elsewhere.
-    torch.manual_seed(0)
-    train_x, train_m, train_y = _shapes(512, torch.Generator().manual_seed(0))
+def _train_on_shapes(seed: int = 0, steps: int = 150) -> tuple[float, float]:
+    """Train a tiny U-Net on :func:`_shapes`; returns its test accuracy and how often Grad-CAM is hotter inside.
+
+    The learning rate decays linearly to zero. At a constant 3e-3 the eval-mode accuracy swung between 0.2 and
+    0.9 from one step to the next, so where the last step landed depended on the CPU's kernels and thread count
+    (0.31 on an AMD EPYC; 0.22 here with 2 threads and seed 2). With the decay, every run tried ended at
+    0.97-1.00: seeds 0-9, 1 and 2 threads, ATEN_CPU_CAPABILITY avx512/avx2/default, ONEDNN_MAX_CPU_ISA=AVX2 and
+    MKL_ENABLE_INSTRUCTIONS=AVX2.
+    """
+    torch.manual_seed(seed)
+    train_x, train_m, train_y = _shapes(512, torch.Generator().manual_seed(seed))
     model = UNet(base_channels=8, depth=2, classifier_hidden=32, classifier_dropout=0.0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+    for _ in range(steps):
         idx = torch.randint(0, len(train_y), (32,))
         out = model(train_x[idx])
         loss = F.cross_entropy(out.class_logits, train_y[idx]) + F.binary_cross_entropy_with_logits(
@@ -105,14 +112,22 @@ def test_trained_tiny_model_looks_at_the_object():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
     model.eval()
-    test_x, test_m, test_y = _shapes(64, torch.Generator().manual_seed(1))
+    test_x, test_m, test_y = _shapes(64, torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
         accuracy = float((model(test_x).class_logits.argmax(1) == test_y).float().mean())
-    assert accuracy > 0.6
     objects = test_y != 3
     result = GradCAM(model)(test_x[objects])
-    assert _inside_beats_outside(result.maps, test_m[objects]) > 0.75
+    return accuracy, _inside_beats_outside(result.maps, test_m[objects])
+
+
+def test_trained_tiny_model_looks_at_the_object():
+    # Class evidence is only in the object (its shape), at a random place: a map that ignores the gradient sign,
+    # is transposed or flipped, or explains the wrong layer puts its mass elsewhere.
+    accuracy, inside = _train_on_shapes(seed=0)
+    assert accuracy > 0.8, f"accuracy {accuracy:.2f}: the tiny model did not learn the shapes"
+    assert inside > 0.75, f"map hotter inside the object on only {inside:.0%} of the images"
 
 
 def test_briefly_trained_model_looks_at_the_tumour(trained):
