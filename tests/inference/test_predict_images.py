@@ -247,6 +247,11 @@ def test_a_recursive_run_never_reads_its_own_output(tmp_path, tiny_ckpt, capsys)
     assert "never read" in _one_line_error(capsys.readouterr().err)
     assert [p.name for p in alone.iterdir()] == ["c.png"]
 
+    # An input folder inside the output folder is read: only the output folder's own tree under an input is left out.
+    _write_scans(out / "more", "d.png")
+    assert _predict(tiny_ckpt, [out / "more"], out, "--recursive", "--overwrite") == 0
+    assert _csv_files(out) == ["d.png"]
+
 
 def test_output_path_that_is_a_file_is_a_one_line_error(tmp_path, tiny_ckpt, capsys):
     scans = _write_scans(tmp_path / "in", "a.png")

@@ -30,25 +30,30 @@ def collect_inputs(
     Args:
         inputs: files and folders.
         recursive: descend into sub-folders.
-        exclude: folders whose files a folder never contributes (``predict-images`` passes its output folder, so
-            that it never reads its own masks when the output lies inside an input folder).
+        exclude: folders left out of the listing of any input folder they lie in, with everything below them
+            (``predict-images`` passes its output folder, so that it never reads its own masks when the output is
+            an input folder or lies inside one).
     """
     from brain_mtl.data.io import IMAGE_EXTENSIONS
 
     excluded = [Path(folder).resolve() for folder in exclude]
 
-    def wanted(path: Path) -> bool:
-        if not (path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS):
-            return False
-        resolved = path.resolve()
-        return not any(resolved.is_relative_to(folder) for folder in excluded)
+    def listing(folder: Path) -> list[Path]:
+        inside = [e for e in excluded if e.is_relative_to(folder.resolve())]
+        candidates = folder.rglob("*") if recursive else folder.iterdir()
+        return sorted(
+            p
+            for p in candidates
+            if p.is_file()
+            and p.suffix.lower() in IMAGE_EXTENSIONS
+            and not any(p.resolve().is_relative_to(e) for e in inside)
+        )
 
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            candidates = path.rglob("*") if recursive else path.iterdir()
-            files.extend(sorted(p for p in candidates if wanted(p)))
+            files.extend(listing(path))
         else:
             files.append(path)
     seen: set[Path] = set()

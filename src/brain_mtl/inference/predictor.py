@@ -128,6 +128,7 @@ class Predictor:
     ) -> None:
         if precision not in ("32", "bf16"):
             raise ValueError(f"precision must be '32' or 'bf16', got {precision!r}")
+        mask_threshold = float(mask_threshold)
         if not (math.isfinite(mask_threshold) and 0.0 <= mask_threshold <= 1.0):
             raise ValueError(f"mask_threshold must be a probability in [0, 1], got {mask_threshold!r}")
         self.device = _pick_device(device)
