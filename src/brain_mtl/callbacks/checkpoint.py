@@ -12,19 +12,12 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from brain_mtl.errors import divergence_error
+from brain_mtl.inference.checkpoint import first_non_finite
 
 __all__ = ["RunCheckpoint"]
 
 PARTIAL_SUFFIX = ".part"
 """A checkpoint is written to ``<name>.part`` in its own folder first, then renamed over ``<name>``."""
-
-
-def _first_non_finite(module: torch.nn.Module) -> str | None:
-    """Name of the first parameter or buffer holding NaN or infinity, else None."""
-    for name, tensor in module.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            return name
-    return None
 
 
 def _fsync(path: str) -> None:
@@ -131,7 +124,7 @@ class RunCheckpoint(ModelCheckpoint):
             self._last_written_at_step = trainer.global_step
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        bad = _first_non_finite(trainer.lightning_module)
+        bad = first_non_finite(trainer.lightning_module.state_dict())
         if bad is not None:
             raise divergence_error(trainer, f"the weights are not finite (NaN or infinity in {bad})")
         if not _is_local_file_protocol(filepath):
