@@ -2,8 +2,10 @@
 
 ``--torch-threads N`` (or the environment variable ``BRAIN_MTL_TEST_THREADS=N``) runs the whole suite with N
 torch intra-op threads: set at session start, again at the start of every test module, and used by the folders
-that otherwise pick their own count (``tests/inference`` uses 1). Without it each folder keeps its default.
-Tests that train must pass with any count (``python -m pytest --torch-threads 1`` and ``--torch-threads 2``).
+that otherwise pick their own count (``tests/inference`` uses 1). Child processes that tests start (``python -m
+brain_mtl fit`` in a subprocess, DDP workers) get it through ``OMP_NUM_THREADS``, so that a run in a child and
+one in the test process still compute the same. Without it each folder keeps its default. Tests that train must
+pass with any count (``python -m pytest --torch-threads 1`` and ``--torch-threads 2``).
 """
 
 import os
@@ -48,6 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
         import torch
 
         torch.set_num_threads(threads)
+        # Child processes start with OMP_NUM_THREADS threads (this process has already read it).
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -17,6 +17,9 @@ MODULES = {
         def test_set_at_session_start():
             assert torch.get_num_threads() == int(os.environ["EXPECTED_THREADS"])
 
+        def test_passed_on_to_child_processes():
+            assert os.environ["OMP_NUM_THREADS"] == os.environ["EXPECTED_THREADS"]
+
         def test_a_test_that_changes_the_count():
             torch.set_num_threads(int(os.environ["EXPECTED_THREADS"]) + 1)
         """,
@@ -32,7 +35,9 @@ MODULES = {
 
 @pytest.fixture
 def suite(pytester, monkeypatch):
-    monkeypatch.delenv("BRAIN_MTL_TEST_THREADS", raising=False)  # also undoes what the inner session sets
+    # Also undo, after the test, what the inner session sets.
+    monkeypatch.delenv("BRAIN_MTL_TEST_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     pytester.makeconftest(ROOT_CONFTEST.read_text())
     pytester.makepyfile(**MODULES)
     previous = torch.get_num_threads()
@@ -43,13 +48,13 @@ def suite(pytester, monkeypatch):
 
 def test_option_sets_the_count_for_every_module(suite, monkeypatch):
     monkeypatch.setenv("EXPECTED_THREADS", "1")
-    suite.runpytest("--torch-threads", "1", "-p", "no:cacheprovider").assert_outcomes(passed=3)
+    suite.runpytest("--torch-threads", "1", "-p", "no:cacheprovider").assert_outcomes(passed=4)
 
 
 def test_environment_variable_sets_the_count(suite, monkeypatch):
     monkeypatch.setenv("EXPECTED_THREADS", "2")
     monkeypatch.setenv("BRAIN_MTL_TEST_THREADS", "2")
-    suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
+    suite.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=4)
 
 
 def test_a_count_that_is_not_a_positive_integer_is_a_usage_error(suite, monkeypatch):
