@@ -100,7 +100,12 @@ def test_last_checkpoint_follows_every_epoch_when_the_score_stops_improving(make
 
 def _fit_until_killed(config: Path) -> None:
     """Run ``fit`` in a child process that a KillMidEpoch callback ends with SIGKILL."""
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        # The same thread count as this process: float sums in another order would break bit-identical weights.
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),
+    }
     process = subprocess.run(
         [sys.executable, "-m", "brain_mtl", "fit", "--config", str(config)],
         cwd=REPO,
