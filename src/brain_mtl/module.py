@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import random
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
@@ -72,9 +74,21 @@ class BrainTumorModule(LightningModule):
         lr: learning rate of the default AdamW (replaced when the config has an ``optimizer`` group).
         weight_decay: weight decay of the default AdamW.
         lr_schedule: ``constant`` (the reference) or ``cosine`` (decay to 0 over the run, stepped per batch).
+        warmup_epochs: raise the learning rate linearly from 0 over this many epochs first (fractions allowed),
+            then follow ``lr_schedule``.
         mask_threshold: probability above which a pixel belongs to the predicted mask.
         false_mask_min_area: smallest predicted area in pixels (at network resolution) counted as a mask on a
             healthy scan for the ``false_mask_rate`` metric.
+        encoder: ``reference`` (the notebook's from-scratch encoder; ``base_channels`` and ``depth`` apply) or a
+            timm model name with ``features_only`` support: ``resnet18/34/50``, ``efficientnet_b0`` ... ``b4``,
+            ``convnext_tiny/small``, ``regnety_008``, ``mobilenetv3_large_100``, ...
+        encoder_weights: timm encoders: ``imagenet`` (timm's pretrained weights, fetched once on a machine with
+            network), the path of a local weights file (the encoder's state dict or a timm checkpoint), or null
+            (random init). Loaded when a fit starts from scratch; a resumed fit or a checkpoint needs none.
+        encoder_lr_multiplier: the encoder's learning rate is ``lr`` times this (e.g. 0.1 for a pretrained
+            encoder under a new decoder).
+        freeze_encoder_epochs: keep the encoder frozen (BatchNorm statistics included) for this many epochs, then
+            train it with ``lr * encoder_lr_multiplier`` (Lightning's BaseFinetuning).
     """
 
     architecture_hparams: ClassVar[tuple[str, ...]] = (
@@ -84,6 +98,7 @@ class BrainTumorModule(LightningModule):
         "depth",
         "attention",
         "classifier_hidden",
+        "encoder",
     )
     """Hyperparameters that shape the weights: a checkpoint's values win over a config's (see the CLI)."""
 
@@ -107,6 +122,11 @@ class BrainTumorModule(LightningModule):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         mask_threshold: float = 0.5,
         false_mask_min_area: int = 10,
+        encoder: str = "reference",
+        encoder_weights: str | None = None,
+        encoder_lr_multiplier: float = 1.0,
+        freeze_encoder_epochs: int = 0,
+        warmup_epochs: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -130,6 +150,7 @@ class BrainTumorModule(LightningModule):
             attention=hp.attention,
             classifier_hidden=hp.classifier_hidden,
             classifier_dropout=hp.classifier_dropout,
+            encoder=hp.encoder,
         )
 
     def configure_losses(self) -> None:
@@ -354,27 +375,74 @@ class BrainTumorModule(LightningModule):
         self._log_epoch_losses("test")
         self._log_score("test")
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the random number generators' states in the checkpoint.
-
-        A resumed fit then draws the same shuffles, augmentations and dropout masks as an uninterrupted one (exact
-        for resumption at an epoch boundary with ``num_workers=0``; worker processes reseed from the restored state).
-        """
-        checkpoint["brain_mtl_rng_states"] = _rng_states()
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
         states = checkpoint.get("brain_mtl_rng_states")
         if states is not None:
             _set_rng_states(states)
 
-    def configure_optimizers(self) -> Any:
-        """AdamW with ``lr`` and ``weight_decay`` (the reference recipe), optionally with a cosine decay.
+    def setup(self, stage: str) -> None:
+        """Load the pretrained encoder weights when a fit starts from scratch (a resumed fit restores its own)."""
+        weights = self.hparams.encoder_weights
+        if stage == "fit" and weights and self.trainer.ckpt_path is None:
+            if self.model.is_reference:
+                raise ValueError("model.encoder_weights needs a timm encoder (model.encoder), not 'reference'")
+            self.model.encoder.load_weights(weights)
 
+    def configure_callbacks(self) -> list[Any]:
+        """The encoder-freezing callback when ``freeze_encoder_epochs`` > 0."""
+        from brain_mtl.callbacks.finetuning import EncoderFreeze
+
+        epochs = self.hparams.freeze_encoder_epochs
+        return [EncoderFreeze(epochs)] if epochs > 0 else []
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The encoder's parameters (the reference encoder's included), for parameter groups and freezing."""
+        return list(self.model.encoder.parameters())
+
+    def configure_optimizers(self) -> Any:
+        """AdamW with ``lr`` and ``weight_decay`` (the reference recipe), optionally warm-up and cosine decay.
+
+        The encoder is its own parameter group at ``lr * encoder_lr_multiplier``, frozen or not: AdamW skips
+        parameters without gradients (no step, no weight decay), and the schedule covers the group from the start.
         A config's ``optimizer`` and ``lr_scheduler`` groups (LightningCLI) replace this method when given.
         """
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.lr_schedule == "constant":
+        hp = self.hparams
+        encoder = self.encoder_parameters()
+        encoder_ids = {id(p) for p in encoder}
+        rest = [p for p in self.parameters() if id(p) not in encoder_ids]
+        groups = [
+            {"params": rest, "lr": hp.lr, "name": "decoder_and_heads"},
+            {"params": encoder, "lr": hp.lr * hp.encoder_lr_multiplier, "name": "encoder"},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "constant" and hp.warmup_epochs <= 0:
             return optimizer
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
+        warmup_steps = min(total_steps, round(hp.warmup_epochs * total_steps / epochs))
+        factor = functools.partial(
+            _lr_factor, warmup_steps=warmup_steps, total_steps=total_steps, cosine=hp.lr_schedule == "cosine"
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the random number generators' states and the input normalisation in the checkpoint.
+
+        With the RNG states a resumed fit draws the same shuffles, augmentations and dropout masks as an
+        uninterrupted one (exact for resumption at an epoch boundary with ``num_workers=0``; worker processes
+        reseed from the restored state). ``input_normalization`` records the pixel normalisation the encoder was
+        pretrained with (the network applies it itself: its input is always the pipeline's normalisation).
+        """
+        checkpoint["brain_mtl_rng_states"] = _rng_states()
+        checkpoint["input_normalization"] = dict(self.model.normalization)
+
+
+def _lr_factor(step: int, warmup_steps: int, total_steps: int, cosine: bool) -> float:
+    """Learning-rate factor at ``step``: linear warm-up from 0, then constant or a cosine decay to 0."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if not cosine:
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))

@@ -16,6 +16,7 @@ __all__ = [
     "DownBlock",
     "PassThroughGate",
     "UpBlock",
+    "UpsampleBlock",
 ]
 
 
@@ -165,6 +166,27 @@ class UpBlock(nn.Module):
         """
         upsampled = self.up(x)
         return self.conv(torch.cat([self.gate(skip, upsampled), upsampled], dim=1))
+
+
+class UpsampleBlock(nn.Sequential):
+    """A decoder stage without a skip: 2x2 transposed conv, then double conv.
+
+    It brings the decoder of an encoder whose first feature map is already downsampled (stride 2 or 4, as in
+    ResNet or ConvNeXt) back to full resolution.
+
+    Args:
+        in_channels: Channels of the incoming decoder feature.
+        out_channels: Channels of the output.
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, out_channels, 2H, 2W)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(
+            nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2),
+            DoubleConv(out_channels, out_channels),
+        )
 
 
 class ClassificationHead(nn.Module):

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from brain_mtl.classes import NUM_CLASSES
 from brain_mtl.models import reference
-from brain_mtl.models.blocks import ClassificationHead, DoubleConv, DownBlock, UpBlock
+from brain_mtl.models.blocks import ClassificationHead, DoubleConv, DownBlock, UpBlock, UpsampleBlock
+from brain_mtl.models.encoders import PIPELINE_MEAN, PIPELINE_STD, REFERENCE_ENCODER, TimmEncoder
 
 __all__ = ["UNet", "UNetOutput"]
 
@@ -52,6 +53,12 @@ class UNet(nn.Module):
     :meth:`classify` runs the encoder and the classification head only (the decoder does not run), for
     batches that have a class label but no mask.
 
+    With ``encoder="<timm model name>"`` the encoder is a timm feature pyramid (:class:`TimmEncoder`, optionally
+    ImageNet-pretrained) and the same decoder is built from its channels: one :class:`UpBlock` per skip, then
+    :class:`UpsampleBlock` s (``final_up``) back to full resolution when the encoder's first feature map is already
+    downsampled. The classification head sits on the deepest feature map; ``base_channels`` and ``depth`` apply to
+    the reference encoder only.
+
     Args:
         in_channels: Channels of the input image (3 for the reference notebook's RGB-replicated slices).
         num_classes: Number of classes of the classification head.
@@ -60,6 +67,10 @@ class UNet(nn.Module):
         attention: Put attention gates on the skip connections (Attention U-Net).
         classifier_hidden: Hidden width of the classification head.
         classifier_dropout: Dropout probability in the classification head.
+        encoder: ``"reference"`` (the notebook's from-scratch encoder) or a timm model name that supports
+            ``features_only`` (``resnet34``, ``efficientnet_b0``, ``convnext_tiny``, ...).
+        encoder_weights: timm encoders only: None (random init), ``"imagenet"`` (timm's pretrained weights,
+            downloaded once), or the path of a local weights file.
 
     Example:
         >>> model = UNet(base_channels=8, depth=2).eval()
@@ -77,6 +88,8 @@ class UNet(nn.Module):
         attention: bool = False,
         classifier_hidden: int = 256,
         classifier_dropout: float = 0.6,
+        encoder: str = REFERENCE_ENCODER,
+        encoder_weights: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -96,15 +109,34 @@ class UNet(nn.Module):
         self.base_channels = base_channels
         self.depth = depth
         self.attention = bool(attention)
-        self.output_stride = 2**depth
+        self.encoder_name = encoder
+        self.normalization = {"mean": list(PIPELINE_MEAN), "std": list(PIPELINE_STD), "input_range": [0.0, 1.0]}
+        """The pixel normalisation the encoder was trained with (the pipeline's for the reference encoder)."""
 
-        channels = [base_channels * 2**i for i in range(depth + 1)]
-        # Registration order (encoder, classification head, decoder stage by stage, segmentation head) makes
-        # reference_state_dict() list keys in the notebook's order.
-        self.encoder = nn.ModuleList(
-            [DoubleConv(in_channels, channels[0])]
-            + [DownBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)]
-        )
+        if encoder == REFERENCE_ENCODER:
+            if encoder_weights is not None:
+                raise ValueError(
+                    "UNet: encoder_weights applies to timm encoders; the reference encoder loads the notebook's "
+                    "files with UNet.from_reference(path)"
+                )
+            channels = [base_channels * 2**i for i in range(depth + 1)]
+            reductions = [2**i for i in range(depth + 1)]
+            # Registration order (encoder, classification head, decoder stage by stage, segmentation head) makes
+            # reference_state_dict() list keys in the notebook's order.
+            self.encoder: nn.Module = nn.ModuleList(
+                [DoubleConv(in_channels, channels[0])]
+                + [DownBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)]
+            )
+        else:
+            self.encoder = TimmEncoder(encoder, in_channels=in_channels, weights=encoder_weights)
+            channels, reductions = self.encoder.channels, self.encoder.reductions
+            self.normalization = self.encoder.normalization
+            if any(b != 2 * a for a, b in itertools.pairwise(reductions)) or reductions[0] & (reductions[0] - 1):
+                raise ValueError(
+                    f"UNet: encoder {encoder!r} has feature strides {reductions}; the decoder needs strides that "
+                    "double from one feature map to the next (a CNN feature pyramid such as resnet or convnext)"
+                )
+        self.output_stride = reductions[-1]
         self.classification_head = ClassificationHead(
             channels[-1], num_classes, hidden=classifier_hidden, dropout=classifier_dropout
         )
@@ -114,12 +146,26 @@ class UNet(nn.Module):
                 for c_in, c_skip in zip(channels[:0:-1], channels[-2::-1], strict=True)
             ]
         )
-        self.segmentation_head = nn.Conv2d(channels[0], 1, kernel_size=1)
+        # Back to full resolution when the first feature map is downsampled (empty for the reference encoder).
+        widths = [channels[0]]
+        while len(widths) <= reductions[0].bit_length() - 1:
+            widths.append(max(16, widths[-1] // 2))
+        self.final_up = nn.ModuleList([UpsampleBlock(a, b) for a, b in itertools.pairwise(widths)])
+        self.segmentation_head = nn.Conv2d(widths[-1], 1, kernel_size=1)
+
+    @property
+    def is_reference(self) -> bool:
+        """Whether the encoder is the reference notebook's (weight-compatible with its files)."""
+        return self.encoder_name == REFERENCE_ENCODER
 
     @property
     def bottleneck(self) -> nn.Module:
-        """The deepest encoder stage (``encoder[-1]``): its output feeds the classification head."""
-        return self.encoder[-1]
+        """The module whose output is the deepest feature map, which feeds the classification head.
+
+        ``encoder[-1]`` for the reference encoder, the timm encoder's ``deepest`` identity otherwise: hook it for
+        Grad-CAM of the class prediction.
+        """
+        return self.encoder[-1] if self.is_reference else self.encoder.deepest
 
     def check_input_shape(self, x: Tensor) -> None:
         """Raise a ``ValueError`` that says the fix if ``x`` cannot go through the network.
@@ -153,9 +199,13 @@ class UNet(nn.Module):
             details = "; ".join(
                 f"{name} {size}: nearest valid sizes are {_nearest_multiples(size, stride)}" for name, size in bad
             )
+            needs = (
+                f"depth={self.depth} needs height and width divisible by 2**depth = {stride}"
+                if self.is_reference
+                else f"encoder {self.encoder_name!r} needs height and width divisible by its output stride {stride}"
+            )
             raise ValueError(
-                f"UNet with depth={self.depth} needs height and width divisible by 2**depth = {stride}, got "
-                f"input of shape {tuple(x.shape)} ({details}). Resize or pad the image."
+                f"UNet with {needs}, got input of shape {tuple(x.shape)} ({details}). Resize or pad the image."
             )
 
     def _check(self, x: Tensor) -> None:
@@ -171,10 +221,13 @@ class UNet(nn.Module):
             x: Images, ``(B, in_channels, H, W)``.
 
         Returns:
-            ``depth + 1`` feature maps, shallowest first: ``features[i]`` is
-            ``(B, base_channels * 2**i, H / 2**i, W / 2**i)``; ``features[-1]`` is the bottleneck.
+            Feature maps, shallowest first; ``features[-1]`` is the bottleneck. Reference encoder: ``depth + 1``
+            maps, ``features[i]`` is ``(B, base_channels * 2**i, H / 2**i, W / 2**i)``; timm encoders: one per
+            ``encoder.channels`` / ``encoder.reductions``.
         """
         self._check(x)
+        if not self.is_reference:
+            return self.encoder(x)
         features = []
         for stage in self.encoder:
             x = stage(x)
@@ -188,11 +241,14 @@ class UNet(nn.Module):
             features: The output of :meth:`encode`.
 
         Returns:
-            The last decoder feature, ``(B, base_channels, H, W)``.
+            The last decoder feature at full resolution, ``(B, C, H, W)`` (``C = base_channels`` for the reference
+            encoder).
         """
         x = features[-1]
         for stage, skip in zip(self.decoder, reversed(features[:-1]), strict=True):
             x = stage(x, skip)
+        for stage in self.final_up:
+            x = stage(x)
         return x
 
     def classify(self, x: Tensor) -> Tensor:
@@ -268,14 +324,17 @@ class UNet(nn.Module):
 
         Returns:
             An ordered ``dict`` key -> tensor, in the notebook's key order.
+
+        Raises:
+            ValueError: the encoder is a timm encoder (the notebook has no such network).
         """
+        if not self.is_reference:
+            raise ValueError(f"UNet(encoder={self.encoder_name!r}) has no reference-notebook layout")
         return reference.to_reference_keys(self.state_dict(keep_vars=keep_vars))
 
 
 def _is_compiling() -> bool:
-    # torch.compiler.is_compiling appeared in torch 2.3; the project allows torch 2.2.
-    is_compiling = getattr(torch.compiler, "is_compiling", None)
-    return bool(is_compiling and is_compiling())
+    return bool(torch.compiler.is_compiling())
 
 
 def _nearest_multiples(size: int, stride: int) -> str:
