@@ -129,10 +129,14 @@ def test_docs_subclass_example_fits(make_config, tmp_path):
     assert restored.criterion.class_part(logits, labels) < BrainTumorModule().criterion.class_part(logits, labels)
 
 
-@pytest.mark.parametrize("config_name", ["brisc_unet.yaml", "brisc_attention_unet.yaml"])
+@pytest.mark.parametrize(
+    "config_name",
+    ["brisc_unet.yaml", "brisc_attention_unet.yaml", "brisc_resnet34.yaml", "brisc_efficientnet_b0.yaml"],
+)
 def test_brisc_configs_run_on_a_brisc_layout_folder(make_config, tmp_path, config_name):
-    # The reference recipe, shrunk for the CPU: the YAML's structure is the shipped one.
-    config = make_config(tmp_path, source=REPO / "configs" / config_name)
+    # The shipped recipes, shrunk for the CPU: the YAML's structure is the shipped one. Pretrained encoders start
+    # from random weights here: nothing in the tests downloads (tests/task/test_encoders_cli.py loads a local file).
+    config = make_config(tmp_path, source=REPO / "configs" / config_name, overrides={"model.encoder_weights": None})
     assert main(["fit", "--config", str(config), "--trainer.fast_dev_run", "true"]) == 0
 
 
