@@ -79,3 +79,14 @@ def test_callback_without_logger_writes_to_root_dir(tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["gated"] is None
     assert "with the mask gate" not in (tmp_path / "report.md").read_text()
+
+
+def test_callback_tta_option_reaches_the_report(tmp_path):
+    callback = EvaluationReport(bootstrap=0, mask_gate=False, tta="flip")
+    trainer = make_trainer(tmp_path, False, callback)
+    trainer.test(TinyModule(), datamodule=TinyDataModule(make_samples(tmp_path)))
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["meta"]["tta"] == "flip"
+    assert "| test-time augmentation | flip |" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="tta must be one of"):
+        EvaluationReport(tta="rot")

@@ -76,7 +76,7 @@ def test_cli_test_writes_the_report_into_the_log_folder(tmp_path, caplog):
                 "init_args": {"save_dir": str(tmp_path / "run"), "name": "tb"},
             },
             "callbacks": [
-                {"class_path": "brain_mtl.evaluation.EvaluationReport", "init_args": {"bootstrap": 20}},
+                {"class_path": "brain_mtl.evaluation.EvaluationReport", "init_args": {"bootstrap": 20, "tta": "d4"}},
             ],
         },
         "model": {"base_channels": 4, "depth": 2, "classifier_hidden": 8, "mask_threshold": 0.4},
@@ -94,5 +94,6 @@ def test_cli_test_writes_the_report_into_the_log_folder(tmp_path, caplog):
 
     report = json.loads((out / "report.json").read_text(), parse_constant=refuse)
     assert report["meta"]["n_images"] == 8 and report["meta"]["mask_threshold"] == 0.4
+    assert report["meta"]["tta"] == "d4"  # the config's init_args reach the report
     assert report["meta"]["data_root"] == str(root.absolute()) and report["meta"]["data_synthetic"] is True
     assert (out / "report.md").read_text().startswith("# Evaluation report")

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.data.index import DatasetIndex, ImageRecord
@@ -256,3 +257,51 @@ def test_evaluate_runs_the_real_task_module(tmp_path):
     probs = np.array([[row[f"p_{name}"] for name in CLASS_NAMES] for row in report["per_image"]])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     assert module.training  # a fresh LightningModule is in training mode, and evaluate() leaves it so
+
+
+class _RampNet(FakeNet):
+    """FakeNet plus a left-to-right ramp in the mask logits: its masks change when the image is turned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, ...]] = []
+
+    def forward(self, x):
+        self.calls.append(tuple(x.shape))
+        out = super().forward(x)
+        ramp = torch.linspace(-15.0, 15.0, x.shape[-1])
+        return out._replace(mask_logits=out.mask_logits + ramp)
+
+
+def test_report_with_tta_averages_the_views_and_says_so(tmp_path):
+    from brain_mtl.evaluation import collect_records
+    from brain_mtl.inference.tta import tta_probs
+
+    samples = make_samples(tmp_path)
+    datamodule = FakeDataModule(samples, batch_size=3)
+    # FakeNet is equivariant (its mask is pixel-wise, its class a global mean): TTA changes no figure.
+    plain = evaluate(FakeNet(), datamodule, bootstrap=0, check_duplicates=False)
+    d4 = evaluate(FakeNet(), datamodule, bootstrap=0, check_duplicates=False, tta="d4")
+    assert plain["meta"]["tta"] == "none" and d4["meta"]["tta"] == "d4"
+    for key, value in plain["headline"].items():
+        assert d4["headline"][key] == pytest.approx(value, nan_ok=True), key
+    assert "no test-time augmentation" in plain["conventions"]["forward"]
+    assert "'d4'" in d4["conventions"]["forward"] and "averaged over the views" in d4["conventions"]["forward"]
+
+    # A network that is not equivariant: 8 forward passes per batch, masks from the averaged probabilities.
+    model = _RampNet()
+    records = collect_records(model, datamodule.evaluation_dataloader(), tta="d4")
+    assert len(model.calls) == 8 * math.ceil(len(samples) / 3)
+    images = torch.stack([s["image"] for s in samples])
+    mask_probs, class_probs = tta_probs(_RampNet(), images, "d4")
+    np.testing.assert_array_equal(records.pred_area, (mask_probs > 0.5).sum(dim=(1, 2, 3)).numpy())
+    np.testing.assert_allclose(records.probs, class_probs.numpy(), atol=1e-6)
+    untransformed = collect_records(_RampNet(), datamodule.evaluation_dataloader())
+    assert not np.array_equal(untransformed.pred_area, records.pred_area)
+
+    _, md_path = write_report(d4, tmp_path / "report")
+    text = md_path.read_text()
+    assert "| test-time augmentation | d4 |" in text
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["meta"]["tta"] == "d4"
+    with pytest.raises(ValueError, match="tta must be one of"):
+        evaluate(FakeNet(), datamodule, bootstrap=0, tta="d8")

@@ -95,7 +95,7 @@ def test_all_good_files_exit_zero_and_tta_runs(tmp_path, tiny_ckpt):
         main(["predict-images", "--ckpt_path", str(tiny_ckpt), "--input", *files, "--output", str(out), "--tta"]) == 0
     )
     assert _read_png(out / "tall_mask.png").shape == SIZES["tall.jpg"]
-    assert json.loads((out / "predictions.json").read_text())["settings"]["tta"] is True
+    assert json.loads((out / "predictions.json").read_text())["settings"]["tta"] == "flip"  # a bare --tta: flip
 
 
 def test_missing_input_is_reported_and_empty_input_is_an_error(tmp_path, tiny_ckpt, capsys):

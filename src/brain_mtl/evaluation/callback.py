@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -30,6 +31,10 @@ class EvaluationReport(Callback):
         bootstrap: bootstrap resamples for the 95% intervals of the headline numbers (0: no intervals).
         seed: seed of the bootstrap.
         check_duplicates: list byte-identical images shared by the training images and the split.
+        tta: test-time augmentation of the report's model pass: ``none`` (one pass), ``flip`` (the image and its
+            horizontal mirror) or ``d4`` (the 8 flips, 90-degree rotations and transposes), as in
+            ``predict-images --tta`` (the same implementation, :mod:`brain_mtl.inference.tta`). Recorded in
+            ``report.json`` (``meta.tta``) and ``report.md``. The ``test`` loop's own metrics stay without TTA.
     """
 
     def __init__(
@@ -41,8 +46,12 @@ class EvaluationReport(Callback):
         bootstrap: int = 1000,
         seed: int = 0,
         check_duplicates: bool = True,
+        tta: Literal["none", "flip", "d4"] = "none",
     ) -> None:
         super().__init__()
+        from brain_mtl.inference.tta import parse_tta
+
+        self.tta = parse_tta(tta)
         self.split = split
         self.mask_gate = mask_gate
         self.gate_min_area = gate_min_area
@@ -83,6 +92,7 @@ class EvaluationReport(Callback):
                 bootstrap=self.bootstrap,
                 seed=self.seed,
                 check_duplicates=self.check_duplicates,
+                tta=self.tta,
                 meta={"ckpt_path": str(trainer.ckpt_path) if trainer.ckpt_path else None},
             )
             self.report = report

@@ -21,13 +21,16 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.evaluation import metrics as M
+
+if TYPE_CHECKING:
+    from brain_mtl.inference.tta import TTAMode
 
 CONVENTIONS: dict[str, str] = {
     "resolution": "Masks are compared at the resolution of the evaluation loader (the network's input grid), "
@@ -150,11 +153,14 @@ class ImageRecords:
 # --------------------------------------------------------------------------------------------- running the model
 
 
-def collect_records(module, dataloader: Iterable[dict], mask_threshold: float = 0.5) -> ImageRecords:
+def collect_records(
+    module, dataloader: Iterable[dict], mask_threshold: float = 0.5, tta: TTAMode = "none"
+) -> ImageRecords:
     """Run a model over an evaluation loader and keep per-image numbers.
 
     The model runs in eval mode under ``torch.inference_mode()`` on the device of its parameters; its previous
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards. With ``tta`` the probabilities are averaged over the views of
+    :func:`brain_mtl.inference.tta.tta_probs` (the Predictor's implementation) before thresholding.
 
     Args:
         module: an ``nn.Module`` (a ``BrainTumorModule`` or a bare ``UNet``) whose call on a (B, 3, H, W) batch returns
@@ -162,11 +168,22 @@ def collect_records(module, dataloader: Iterable[dict], mask_threshold: float = 
         dataloader: batches of sample dicts with ``image`` (B, 3, H, W), ``mask`` (B, 1, H, W) in {0, 1}, ``has_mask``
             (B,), ``label`` (B,) and ``path`` (list of B strings).
         mask_threshold: probability above which a pixel is predicted tumour.
+        tta: test-time augmentation: ``none`` (one pass), ``flip`` (and the horizontal mirror) or ``d4`` (the 8
+            flips, 90-degree rotations and transposes); each view's mask is mapped back before averaging.
 
     Returns:
         The per-image records.
+
+    Raises:
+        ValueError: an unknown ``tta``; ``d4`` on images whose sides are not multiples of the network's output
+            stride; mask logits of another size than the ground-truth masks.
     """
     import torch
+
+    from brain_mtl.inference.tta import output_stride_of, parse_tta, tta_probs
+
+    mode = parse_tta(tta)
+    stride = output_stride_of(module)
 
     try:
         device = next(module.parameters()).device
@@ -178,20 +195,16 @@ def collect_records(module, dataloader: Iterable[dict], mask_threshold: float = 
     try:
         with torch.inference_mode():
             for batch in dataloader:
-                output = module(batch["image"].to(device))
-                mask_logits = getattr(output, "mask_logits", None)
-                class_logits = getattr(output, "class_logits", None)
-                if mask_logits is None or class_logits is None:
-                    mask_logits, class_logits = output[0], output[1]
+                mask_probs, class_probs = tta_probs(module, batch["image"].to(device), mode, output_stride=stride)
                 truth = batch["mask"]
-                if mask_logits.shape[-2:] != truth.shape[-2:]:
+                if mask_probs.shape[-2:] != truth.shape[-2:]:
                     raise ValueError(
-                        f"the model's mask logits are {tuple(mask_logits.shape[-2:])} but the ground-truth masks "
+                        f"the model's mask logits are {tuple(mask_probs.shape[-2:])} but the ground-truth masks "
                         f"are {tuple(truth.shape[-2:])}; the evaluation loader must feed images and masks of the "
                         "size the model predicts"
                     )
-                probs = torch.softmax(class_logits.float(), dim=1).cpu().numpy()
-                pred = (torch.sigmoid(mask_logits.float()) > mask_threshold)[:, 0].cpu().numpy()
+                probs = class_probs.cpu().numpy()
+                pred = (mask_probs > mask_threshold)[:, 0].cpu().numpy()
                 truth_np = (truth.reshape(truth.shape[0], *truth.shape[-2:]) > 0.5).cpu().numpy()
                 labels = batch["label"].reshape(-1).cpu().numpy()
                 has_mask = batch["has_mask"].reshape(-1).cpu().numpy().astype(bool)
@@ -393,6 +406,7 @@ def build_report(
     duplicates: list[dict[str, list[str]]] | None = None,
     duplicates_note: str | None = None,
     meta: dict[str, Any] | None = None,
+    tta: TTAMode = "none",
 ) -> dict:
     """Compute every figure of the report from per-image records (pure NumPy).
 
@@ -410,6 +424,8 @@ def build_report(
             :mod:`brain_mtl.evaluation.leakage`), or None when not checked.
         duplicates_note: why duplicates were not checked, or how.
         meta: extra facts to record (checkpoint path, split, ...).
+        tta: the test-time augmentation the records were collected with (recorded in ``meta.tta`` and in the
+            ``forward`` convention).
 
     Returns:
         The report dict: ``meta``, ``conventions``, ``classification``, ``ungated``, ``gated`` (None without the
@@ -443,7 +459,9 @@ def build_report(
     sizes = sorted({(int(h), int(w)) for h, w in zip(records.heights, records.widths, strict=True)})
     tumour_known = records.has_mask & (labels != no_tumor)
     from brain_mtl import __version__
+    from brain_mtl.inference.tta import parse_tta
 
+    tta = parse_tta(tta)
     report = {
         "meta": {
             "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -457,6 +475,7 @@ def build_report(
             "n_images_per_class": {name: int((labels == k).sum()) for k, name in enumerate(class_names)},
             "evaluated_grid_sizes": [f"{h}x{w}" for h, w in sizes[:10]] + (["..."] if len(sizes) > 10 else []),
             "mask_threshold": mask_threshold,
+            "tta": tta,
             "mask_gate": bool(mask_gate),
             "gate_min_area_px": int(gate_min_area),
             "false_mask_min_area_px": int(false_mask_min_area),
@@ -464,7 +483,7 @@ def build_report(
             "bootstrap_seed": int(seed),
             "class_names": list(class_names),
         },
-        "conventions": dict(CONVENTIONS),
+        "conventions": {**CONVENTIONS, "forward": forward_convention(tta)},
         "headline": flat,
         "classification": classification,
         "ungated": ungated,
@@ -479,6 +498,25 @@ def build_report(
         "per_image": _per_image_rows(records, pred_labels, veto, class_names),
     }
     return report
+
+
+_TTA_VIEWS = {
+    "flip": "the image and its horizontal mirror",
+    "d4": "the 8 symmetries of the square: identity, horizontal and vertical flips, rotations by 90, 180 and 270 "
+    "degrees, transpose, anti-transpose",
+}
+
+
+def forward_convention(tta: TTAMode = "none") -> str:
+    """The report's ``forward`` convention for a test-time augmentation mode (``none``: ``CONVENTIONS["forward"]``)."""
+    if tta == "none":
+        return CONVENTIONS["forward"]
+    return (
+        "Every image of the split, model in eval mode, float32 (no autocast), with test-time augmentation "
+        f"'{tta}' ({_TTA_VIEWS[tta]}): one forward pass per view, each view's mask probabilities mapped back to the "
+        "original orientation, then mask and class probabilities (not logits) averaged over the views before the "
+        "threshold and the argmax."
+    )
 
 
 def _per_image_rows(records: ImageRecords, pred_labels, veto, class_names) -> list[dict]:
@@ -616,6 +654,7 @@ def report_markdown(report: dict) -> str:
         ("images per class", ", ".join(f"{k} {v}" for k, v in meta["n_images_per_class"].items())),
         ("evaluated grid (H x W)", ", ".join(meta["evaluated_grid_sizes"])),
         ("mask threshold", meta["mask_threshold"]),
+        ("test-time augmentation", meta.get("tta", "none")),
         ("mask gate", f"{meta['mask_gate']} (class veto, min area {meta['gate_min_area_px']} px)"),
         ("false-mask min area", f"{meta['false_mask_min_area_px']} px"),
         ("bootstrap", f"{meta['bootstrap_resamples']} resamples, seed {meta['bootstrap_seed']}"),
@@ -757,6 +796,7 @@ def evaluate(
     mask_threshold: float | None = None,
     check_duplicates: bool = True,
     meta: dict[str, Any] | None = None,
+    tta: TTAMode = "none",
 ) -> dict:
     """Evaluate a model on every image of a split and return the report dict.
 
@@ -774,10 +814,15 @@ def evaluate(
         mask_threshold: mask probability threshold; default: the module's ``hparams.mask_threshold``, else 0.5.
         check_duplicates: compare the split's images with the training images by content (possible leakage).
         meta: extra facts to record in the report (e.g. the checkpoint path).
+        tta: test-time augmentation of the model pass: ``none``, ``flip`` or ``d4`` (see
+            :func:`collect_records`); recorded in the report.
 
     Returns:
         The report dict (see :func:`build_report`); write it with :func:`write_report`.
     """
+    from brain_mtl.inference.tta import parse_tta
+
+    tta = parse_tta(tta)  # an unknown mode fails before the data is touched
     hparams = getattr(module, "hparams", None)
     hparams = hparams if hasattr(hparams, "get") else {}
     if mask_threshold is None:
@@ -786,7 +831,7 @@ def evaluate(
         false_mask_min_area = int(hparams.get("false_mask_min_area", 10))
     if getattr(datamodule, "index", True) is None and hasattr(datamodule, "setup"):
         datamodule.setup("test")  # a BrainTumorDataModule fresh from its constructor has not indexed its root yet
-    records = collect_records(module, datamodule.evaluation_dataloader(split), mask_threshold=mask_threshold)
+    records = collect_records(module, datamodule.evaluation_dataloader(split), mask_threshold=mask_threshold, tta=tta)
     if len(records) == 0:
         raise ValueError(f"the {split!r} evaluation loader yielded no image; nothing to report")
     duplicates, note = (None, "Not requested.")
@@ -805,6 +850,7 @@ def evaluate(
         duplicates=duplicates,
         duplicates_note=note,
         meta={"split": split, **data_facts(datamodule), **(meta or {})},
+        tta=tta,
     )
 
 

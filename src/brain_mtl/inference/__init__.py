@@ -5,7 +5,7 @@ Three ways in:
 - Python: ``Predictor.from_checkpoint("last.ckpt").predict("scan.jpg")`` returns a :class:`Prediction` (mask at
   the image's own size, class name, class probabilities); :meth:`Predictor.predict_batch` and
   :meth:`Predictor.iter_predict` run many files in batches.
-- ``python -m brain_mtl predict-images --ckpt_path P --input DIR_OR_FILES --output OUT [--gradcam] [--tta]``
+- ``python -m brain_mtl predict-images --ckpt_path P --input DIR_OR_FILES --output OUT [--gradcam] [--tta d4]``
   writes ``<stem>_mask.png``, ``<stem>_overlay.png`` (and ``<stem>_gradcam.png``) per image, plus
   ``predictions.csv`` and ``predictions.json`` (one row per image; unreadable files listed under ``failed``).
 - ``python -m brain_mtl predict ... --trainer.callbacks+=brain_mtl.inference.PredictionWriter
@@ -17,7 +17,8 @@ when the model was trained with ``keep_aspect``, then ImageNet normalisation), w
 checkpoint. Network outputs are mapped back to the original pixels: the letterbox padding is cut off before
 resizing, so a mask lands where the tumour is on non-square images too.
 
-Layout: ``preprocessing`` (transform and geometry), ``checkpoint`` (loading), ``predictor`` (the API),
+Layout: ``preprocessing`` (transform and geometry), ``checkpoint`` (loading), ``tta`` (test-time augmentation:
+the views, their inverses, the averaging; also used by the evaluation report), ``predictor`` (the API),
 ``outputs`` (files), ``writer`` (Lightning callback), ``cli`` (``predict-images``).
 """
 
@@ -30,11 +31,13 @@ from brain_mtl.inference.cli import collect_inputs, predict_images_main
 from brain_mtl.inference.outputs import OutputWriter
 from brain_mtl.inference.predictor import Failure, NonFiniteOutputError, Prediction, Predictor, build_prediction
 from brain_mtl.inference.preprocessing import Preprocessing
+from brain_mtl.inference.tta import TTA_MODES, tta_probs
 
 if TYPE_CHECKING:
     from brain_mtl.inference.writer import PredictionWriter
 
 __all__ = [
+    "TTA_MODES",
     "Failure",
     "LoadedCheckpoint",
     "NonFiniteOutputError",
@@ -47,6 +50,7 @@ __all__ = [
     "collect_inputs",
     "load_checkpoint",
     "predict_images_main",
+    "tta_probs",
 ]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from brain_mtl.inference.outputs import OutputWriter, previous_run_files
 from brain_mtl.inference.predictor import Failure, Predictor
+from brain_mtl.inference.tta import TTA_MODES, output_stride_of
 
 __all__ = ["collect_inputs", "predict_images_main"]
 
@@ -90,7 +91,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="class that Grad-CAM explains (name or index); default: each image's predicted class",
     )
-    parser.add_argument("--tta", action="store_true", help="average with the horizontally mirrored image")
+    parser.add_argument(
+        "--tta",
+        nargs="?",
+        const="flip",
+        default="none",
+        choices=TTA_MODES,
+        help="test-time augmentation: none (default); flip (the image and its horizontal mirror; also what a bare "
+        "--tta means); d4 (the 8 flips, 90-degree rotations and transposes, 8x the cost). Each view's mask is "
+        "mapped back onto the image, then mask and class probabilities are averaged",
+    )
     parser.add_argument("--mask_gate", action="store_true", help="empty the mask when the class is no_tumor")
     parser.add_argument("--threshold", type=float, default=None, help="mask probability threshold")
     parser.add_argument("--image_size", type=int, default=None, help="network input side (default: the training size)")
@@ -150,6 +160,15 @@ def predict_images_main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError, TypeError) as error:
         # A missing or foreign file, or weights that do not fit the network: no traceback, exit status 2.
         print(f"error: cannot load {args.ckpt_path}: {error}", file=sys.stderr)
+        return 2
+    stride = output_stride_of(predictor.model)
+    if stride is not None and predictor.preprocessing.image_size % stride:
+        size = predictor.preprocessing.image_size
+        print(
+            f"error: image size {size} is not a multiple of the network's output stride {stride}; pass --image_size "
+            f"{max(stride, size // stride * stride)} or {(size // stride + 1) * stride}",
+            file=sys.stderr,
+        )
         return 2
     target: int | str | None = args.gradcam_class
     if isinstance(target, str) and target.isdigit():

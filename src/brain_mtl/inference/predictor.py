@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.inference.checkpoint import load_checkpoint
 from brain_mtl.inference.preprocessing import Preprocessing, as_rgb_uint8
+from brain_mtl.inference.tta import TTAMode, output_stride_of, parse_tta, tta_probs
 
 __all__ = ["Failure", "ImageInput", "NonFiniteOutputError", "Prediction", "Predictor", "build_prediction"]
 
@@ -102,7 +103,10 @@ class Predictor:
         mask_threshold: probability above which a pixel is tumour.
         class_names: names of the classes, in logit order.
         device: ``auto`` (CUDA when available, else CPU), or a torch device.
-        tta: test-time augmentation: average the probabilities of the image and its horizontal mirror.
+        tta: test-time augmentation (:mod:`brain_mtl.inference.tta`): ``none``, ``flip`` (the image and its
+            horizontal mirror) or ``d4`` (the 8 flips, rotations and transposes); each view's mask is mapped back
+            onto the original pixels and the probabilities are averaged. ``True`` means ``flip``, ``False``
+            ``none``.
         mask_gate: empty the mask when the most probable class is ``no_tumor`` (the class head vetoes the mask).
         precision: ``32`` (float32) or ``bf16`` (bfloat16 autocast).
         batch_size: images per forward pass in :meth:`iter_predict`.
@@ -121,7 +125,7 @@ class Predictor:
         mask_threshold: float = 0.5,
         class_names: Sequence[str] = CLASS_NAMES,
         device: str | torch.device = "auto",
-        tta: bool = False,
+        tta: bool | TTAMode = "none",
         mask_gate: bool = False,
         precision: Literal["32", "bf16"] = "32",
         batch_size: int = 8,
@@ -136,7 +140,7 @@ class Predictor:
         self.preprocessing = preprocessing or Preprocessing()
         self.mask_threshold = float(mask_threshold)
         self.class_names = tuple(class_names)
-        self.tta = bool(tta)
+        self.tta: TTAMode = parse_tta(tta)
         self.mask_gate = bool(mask_gate)
         self.precision = precision
         self.batch_size = max(1, int(batch_size))
@@ -188,7 +192,7 @@ class Predictor:
         self,
         image_or_path: ImageInput,
         *,
-        tta: bool | None = None,
+        tta: bool | TTAMode | None = None,
         gradcam: bool = False,
         target_class: int | str | None = None,
     ) -> Prediction:
@@ -196,7 +200,7 @@ class Predictor:
 
         Args:
             image_or_path: an image file, or an array ``(H, W)`` gray / ``(H, W, 3|4)`` RGB(A).
-            tta: override the predictor's test-time augmentation setting.
+            tta: override the predictor's test-time augmentation mode (``none``, ``flip``, ``d4``).
             gradcam: also compute a Grad-CAM map of the classification.
             target_class: the class Grad-CAM explains (index or name); default the predicted class.
 
@@ -213,7 +217,7 @@ class Predictor:
         images_or_paths: Iterable[ImageInput],
         *,
         batch_size: int | None = None,
-        tta: bool | None = None,
+        tta: bool | TTAMode | None = None,
         gradcam: bool = False,
         target_class: int | str | None = None,
     ) -> list[Prediction]:
@@ -236,7 +240,7 @@ class Predictor:
         images_or_paths: Iterable[ImageInput],
         *,
         batch_size: int | None = None,
-        tta: bool | None = None,
+        tta: bool | TTAMode | None = None,
         gradcam: bool = False,
         target_class: int | str | None = None,
         errors: Literal["raise", "skip"] = "raise",
@@ -246,7 +250,7 @@ class Predictor:
         Args:
             images_or_paths: files and/or image arrays.
             batch_size: images per forward pass (default: the predictor's).
-            tta: override the predictor's test-time augmentation setting.
+            tta: override the predictor's test-time augmentation mode (``none``, ``flip``, ``d4``).
             gradcam: also compute Grad-CAM maps.
             target_class: the class Grad-CAM explains (index or name); default each image's predicted class.
             errors: ``raise`` on an unreadable input or non-finite network outputs
@@ -276,7 +280,7 @@ class Predictor:
     def _flush(
         self,
         pending: list[tuple[str, np.ndarray] | Failure],
-        tta: bool | None,
+        tta: bool | TTAMode | None,
         gradcam: bool,
         target_class: int | str | None,
         errors: Literal["raise", "skip"] = "raise",
@@ -287,30 +291,28 @@ class Predictor:
             yield entry if isinstance(entry, Failure) else next(predictions)
 
     @torch.no_grad()
-    def forward_probs(self, images: Tensor, tta: bool | None = None) -> tuple[Tensor, Tensor]:
+    def forward_probs(self, images: Tensor, tta: bool | TTAMode | None = None) -> tuple[Tensor, Tensor]:
         """Mask and class probabilities of a preprocessed batch.
 
         Args:
             images: ``(B, 3, h, w)`` network input.
-            tta: average over the image and its horizontal mirror (default: the predictor's setting).
+            tta: ``none``, ``flip`` or ``d4`` (default: the predictor's setting); see
+                :func:`brain_mtl.inference.tta.tta_probs`, which this calls.
 
         Returns:
             ``mask_probs (B, 1, h, w)`` and ``class_probs (B, C)``, float32 on the predictor's device.
+
+        Raises:
+            ValueError: ``d4`` on a batch whose sides are not multiples of the network's ``output_stride``.
         """
-        use_tta = self.tta if tta is None else tta
-        images = images.to(self.device)
-        batch = images.shape[0]
-        if use_tta:
-            images = torch.cat([images, images.flip(-1)])
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            mask_logits, class_logits = self.model(images)
-        mask_probs = torch.sigmoid(mask_logits.float())
-        class_probs = torch.softmax(class_logits.float(), dim=1)
-        if use_tta:
-            # Average probabilities, not logits: the mirrored mask is flipped back onto the original's pixels.
-            mask_probs = (mask_probs[:batch] + mask_probs[batch:].flip(-1)) / 2
-            class_probs = (class_probs[:batch] + class_probs[batch:]) / 2
-        return mask_probs, class_probs
+        mode = self.tta if tta is None else parse_tta(tta)
+
+        def forward(x: Tensor) -> Any:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                return self.model(x)
+
+        # Probabilities, not logits, are averaged (in float32); each view's mask goes back onto the original pixels.
+        return tta_probs(forward, images.to(self.device), mode, output_stride=output_stride_of(self.model))
 
     def gradcam(self, images: Tensor, target_class: int | Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
         """Grad-CAM maps of the classification for a preprocessed batch (see :class:`brain_mtl.gradcam.GradCAM`).
@@ -345,7 +347,7 @@ class Predictor:
     def _predict_images(
         self,
         items: list[tuple[str, np.ndarray]],
-        tta: bool | None,
+        tta: bool | TTAMode | None,
         gradcam: bool,
         target_class: int | str | None,
         errors: Literal["raise", "skip"] = "raise",
