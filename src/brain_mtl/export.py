@@ -2,10 +2,12 @@
 
 ``python -m brain_mtl export --ckpt_path last.ckpt --format onnx --output model.onnx``
 
-The ONNX graph has one input, ``image`` ``(B, 3, H, W)`` (ImageNet-normalised, ``H`` and ``W`` multiples of
-``2**depth``), and two named outputs, ``mask_logits`` ``(B, 1, H, W)`` and ``class_logits`` ``(B, C)``; batch,
-height and width are dynamic. The preprocessing a caller must reproduce (image size, letterbox, mean and std,
-class names, mask threshold) is stored in the model's metadata (``onnx.load(f).metadata_props``).
+The ONNX graph has one input, ``image`` ``(B, 3, H, W)`` (ImageNet-normalised, ``H`` and ``W`` multiples of the
+network's ``output_stride``: ``2**depth`` for the reference encoder, 32 for timm encoders), and two named outputs,
+``mask_logits`` ``(B, 1, H, W)`` and ``class_logits`` ``(B, C)``; batch, height and width are dynamic. The
+preprocessing a caller must reproduce (image size, letterbox, mean and std, class names, mask threshold) is stored
+in the model's metadata (``onnx.load(f).metadata_props``), with the encoder's name and its own normalisation
+(``encoder``, ``encoder_normalization``: applied inside the graph, for information).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "export_reference",
     "export_state_dict",
     "parity_error",
+    "unet_config",
 ]
 
 ONNX_INPUT = "image"
@@ -292,15 +295,53 @@ def parity_error(diffs: dict[tuple[int, int, int], float], atol: float) -> str |
     return None
 
 
-def export_state_dict(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write the network's own ``state_dict()`` (keys ``encoder.0...``) with ``torch.save``.
+def unet_config(model: nn.Module) -> dict[str, Any]:
+    """The :class:`~brain_mtl.models.UNet` constructor arguments that rebuild a network's architecture.
 
-    Load it with ``UNet(**same_arguments).load_state_dict(torch.load(path))``, or with
-    :meth:`brain_mtl.Predictor.from_checkpoint`, which reads the architecture from the weights.
+    ``in_channels``, ``num_classes``, ``attention``, ``classifier_hidden``, and ``base_channels`` and ``depth`` for
+    the reference encoder or ``encoder`` (the timm model name) for a timm one; ``UNet(**unet_config(model))``
+    takes ``model.state_dict()``. Attributes the model lacks are left out.
     """
+    config: dict[str, Any] = {}
+    for key in ("in_channels", "num_classes"):
+        if hasattr(model, key):
+            config[key] = int(getattr(model, key))
+    encoder = str(getattr(model, "encoder_name", "reference"))
+    if encoder == "reference":
+        config.update({key: int(getattr(model, key)) for key in ("base_channels", "depth") if hasattr(model, key)})
+    if hasattr(model, "attention"):
+        config["attention"] = bool(model.attention)
+    head = getattr(model, "classification_head", None)
+    first_linear = next((m for m in head.modules() if isinstance(m, nn.Linear)), None) if head is not None else None
+    if first_linear is not None:
+        config["classifier_hidden"] = int(first_linear.out_features)
+    if encoder != "reference":
+        config["encoder"] = encoder
+    return config
+
+
+def export_state_dict(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write the network's own ``state_dict()`` (keys ``encoder.0...``, or ``encoder.model...`` for a timm encoder).
+
+    The file is what ``torch.save(model.state_dict())`` writes, with the architecture (:func:`unet_config`) added to
+    the state dict's ``_metadata`` (where PyTorch keeps each module's version) under
+    ``_metadata[""]["brain_mtl_unet"]``. Load it with ``UNet(**same_arguments).load_state_dict(torch.load(path))``
+    (e.g. ``UNet(encoder="resnet34", classifier_hidden=256)``), or with
+    :meth:`brain_mtl.Predictor.from_checkpoint`, which rebuilds the architecture from that entry (or, for the
+    reference encoder, from the weights).
+    """
+    from collections import OrderedDict
+
+    from brain_mtl.inference.checkpoint import STATE_DICT_CONFIG_KEY
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+    state = model.state_dict()
+    saved: OrderedDict[str, Tensor] = OrderedDict((k, v.detach().cpu()) for k, v in state.items())
+    metadata = {key: dict(value) for key, value in (getattr(state, "_metadata", None) or {}).items()}
+    metadata.setdefault("", {})[STATE_DICT_CONFIG_KEY] = unet_config(model)
+    saved._metadata = metadata  # type: ignore[attr-defined]
+    torch.save(saved, path)
     return path
 
 
@@ -363,6 +404,14 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         return 2
     model = loaded.model.cpu().eval()
     output = Path(args.output)
+    encoder = str(getattr(model, "encoder_name", "reference"))
+    if args.format == "reference" and encoder != "reference":
+        print(
+            f"error: --format reference needs the reference encoder; this network's encoder is {encoder!r}, which "
+            "the notebook's CustomUNet does not have: use --format state_dict or onnx",
+            file=sys.stderr,
+        )
+        return 2
     if args.format == "state_dict":
         export_state_dict(model, output)
         print(f"wrote {output} (UNet state dict; architecture: {_config_text(model)})")
@@ -378,7 +427,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         return 2
     size = _size_pair(args.image_size or loaded.preprocessing.image_size)
     if size[0] % stride or size[1] % stride:
-        print(f"error: --image_size {size} must be a multiple of {stride} (2**depth)", file=sys.stderr)
+        print(f"error: --image_size {size} must be a multiple of {stride} (the output stride)", file=sys.stderr)
         return 2
     metadata = {
         "producer": "brain_mtl",
@@ -390,6 +439,10 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         "mask_threshold": loaded.mask_threshold,
         "output_stride": stride,
         "input_layout": "RGB, (B, 3, H, W), float32, (x / 255 - mean) / std",
+        # The encoder's own pixel normalisation is applied inside the graph (InputAdapter): for information only,
+        # the input stays (x / 255 - mean) / std with the mean and std above.
+        "encoder": encoder,
+        "encoder_normalization": dict(getattr(model, "normalization", None) or {}),
     }
     try:
         export_onnx(model, output, size, opset=args.opset, exporter=args.exporter, metadata=metadata)
@@ -416,5 +469,8 @@ def export_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _config_text(model: nn.Module) -> str:
-    keys = ("in_channels", "num_classes", "base_channels", "depth", "attention", "classifier_hidden")
-    return ", ".join(f"{k}={getattr(model, k)!r}" for k in keys if hasattr(model, k))
+    """The architecture as ``UNet`` arguments, e.g. ``encoder='resnet18', in_channels=3, ...``."""
+    config = unet_config(model)
+    ordered = {"encoder": config.pop("encoder")} if "encoder" in config else {}
+    ordered.update(config)
+    return ", ".join(f"{k}={v!r}" for k, v in ordered.items())

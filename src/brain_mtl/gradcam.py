@@ -2,8 +2,10 @@
 
 Grad-CAM (Selvaraju et al., 2017) weights each channel of a feature map by the spatial mean of the gradient of
 one class logit with respect to that channel, sums the weighted channels and keeps the positive part. For the
-U-Net the natural layer is the bottleneck (``UNet.bottleneck``), which is exactly what the classification head
-pools; the map is coarse (``H / 2**depth``) and is upsampled to the input size.
+U-Net the natural layer is the bottleneck (``UNet.bottleneck``: the deepest encoder stage for every encoder, an
+identity on the deepest feature map of a timm encoder), which is exactly what the classification head pools; the
+map is coarse (``H / model.output_stride``: ``2**depth`` for the reference encoder, 32 for timm encoders) and is
+upsampled to the input size.
 
 Plain PyTorch: a forward hook on the target layer keeps its output and ``torch.autograd.grad`` takes the class
 score's gradient with respect to it, so the network is not modified, parameter gradients are not touched, and any
@@ -55,8 +57,9 @@ class GradCAM:
             present, so the decoder does not run) or whose ``forward(x)`` returns an object with
             ``class_logits``.
         target_layer: the layer whose output is explained: a module of ``model``, its dotted name in
-            ``model.named_modules()`` (e.g. ``"encoder.3"``), or None for ``model.bottleneck`` (the feature map
-            the classification head pools).
+            ``model.named_modules()`` (e.g. ``"encoder.3"``; with a timm encoder ``"encoder.model.layer3"``,
+            ``"encoder.model.blocks.3"``, ...), or None for ``model.bottleneck`` (the feature map the
+            classification head pools).
 
     Raises:
         ValueError: ``target_layer`` names no module of ``model``, or it is None and ``model`` has no

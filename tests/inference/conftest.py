@@ -94,6 +94,72 @@ def trained(tmp_path_factory) -> Trained:
     return Trained(checkpoints[-1], data_root, run_dir)
 
 
+TIMM_ENCODER = "mobilenetv3_large_100"
+"""The timm encoder of the ``timm_trained`` checkpoint: the smallest tested family (3.9 M parameters with the head)."""
+
+
+@pytest.fixture(scope="session")
+def timm_trained(tmp_path_factory) -> Trained:
+    """A UNet on a timm encoder (random init: nothing is downloaded) fitted for 2 steps via the CLI at 64 px.
+
+    Only the checkpoint's form matters here (hyperparameters, ``input_normalization``, the encoder's keys), not
+    what it learned; it takes a few seconds.
+    """
+    pytest.importorskip("timm")
+    from brain_mtl.cli import main
+
+    run_dir = tmp_path_factory.mktemp("timm_trained")
+    data_root = run_dir / "data"
+    with one_torch_thread():
+        status = main(
+            [
+                "fit",
+                "--config",
+                str(QUICKSTART),
+                "--data.root",
+                "null",
+                "--data.synthetic_root",
+                str(data_root),
+                "--data.synthetic_train",
+                "24",
+                "--data.synthetic_test",
+                "8",
+                "--data.image_size",
+                "64",
+                "--data.batch_size",
+                "8",
+                "--data.num_workers",
+                "0",
+                "--model.encoder",
+                TIMM_ENCODER,
+                "--model.classifier_hidden",
+                "16",
+                "--trainer.max_epochs",
+                "1",
+                "--trainer.limit_train_batches",
+                "2",
+                "--trainer.limit_val_batches",
+                "1",
+                "--trainer.precision",
+                "32-true",
+                "--trainer.default_root_dir",
+                str(run_dir),
+                "--trainer.logger",
+                "false",
+                "--trainer.callbacks",
+                "[]",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.enable_model_summary",
+                "false",
+            ]
+        )
+    assert status == 0
+    checkpoints = sorted(run_dir.rglob("*.ckpt"))
+    assert checkpoints, f"fit wrote no checkpoint under {run_dir}"
+    return Trained(checkpoints[-1], data_root, run_dir)
+
+
 def _fit(main, data_root: Path, run_dir: Path) -> int:
     return main(
         [

@@ -14,7 +14,19 @@ from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.errors import CheckpointError
 from brain_mtl.inference.preprocessing import DEFAULT_IMAGE_SIZE, Preprocessing
 
-__all__ = ["LoadedCheckpoint", "class_names_for", "load_checkpoint", "read_checkpoint"]
+__all__ = [
+    "STATE_DICT_CONFIG_KEY",
+    "LoadedCheckpoint",
+    "class_names_for",
+    "load_checkpoint",
+    "read_checkpoint",
+    "state_dict_config",
+]
+
+STATE_DICT_CONFIG_KEY = "brain_mtl_unet"
+"""Where ``export --format state_dict`` records the architecture: ``state_dict._metadata[""][KEY]``, a dict of
+``UNet`` constructor arguments (PyTorch keeps per-module versions in ``_metadata``; ``torch.save`` and
+``torch.load(weights_only=True)`` keep it)."""
 
 
 def class_names_for(num_classes: int) -> tuple[str, ...]:
@@ -72,6 +84,44 @@ def _state_dict_of(content: dict[str, Any]) -> dict[str, Any]:
     if isinstance(state, dict):
         return state
     return {k: v for k, v in content.items() if isinstance(v, Tensor)}
+
+
+def state_dict_config(state_dict: Any) -> dict[str, Any] | None:
+    """The ``UNet`` arguments an ``export --format state_dict`` file records (see :data:`STATE_DICT_CONFIG_KEY`).
+
+    Returns:
+        The arguments, or None when the state dict does not carry them (a plain ``dict(state_dict)`` loses them).
+    """
+    metadata = getattr(state_dict, "_metadata", None)
+    root = metadata.get("") if isinstance(metadata, dict) else None
+    config = root.get(STATE_DICT_CONFIG_KEY) if isinstance(root, dict) else None
+    return dict(config) if isinstance(config, dict) else None
+
+
+def _unet_from_state_dict(path: Path, state: dict[str, Tensor]) -> nn.Module:
+    """A UNet holding a flat state dict: built from the recorded architecture, else read from reference keys."""
+    from brain_mtl.models import UNet
+    from brain_mtl.models.reference import to_reference_keys
+
+    config = state_dict_config(state)
+    if config is not None:
+        model = UNet(**config)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            detail = " ".join(str(error).split())[:300]
+            raise ValueError(f"{path}: the weights do not fit the UNet({config}) the file records: {detail}") from error
+        return model.eval()
+    if any(key.startswith("encoder.model.") for key in state):
+        raise ValueError(
+            f"{path}: the state dict of a UNet with a timm encoder, without a record of which encoder (files written "
+            "by `brain_mtl export --format state_dict` carry it): load it with UNet(encoder=NAME, num_classes=..., "
+            "classifier_hidden=...).load_state_dict(...), or export the Lightning checkpoint again"
+        )
+    state = dict(state)
+    if any(k.startswith("encoder.") for k in state):
+        state = to_reference_keys(state)
+    return UNet.from_reference(state).eval()
 
 
 def first_non_finite(state_dict: dict[str, Any]) -> str | None:
@@ -152,7 +202,9 @@ def load_checkpoint(
 
     Preprocessing comes from the checkpoint (``datamodule_hyper_parameters``: ``image_size``, ``keep_aspect``),
     the threshold from the module's ``mask_threshold``; arguments given here override them. State-dict files
-    carry neither: they use the arguments, else 256 px without letterboxing and 0.5.
+    carry neither: they use the arguments, else 256 px without letterboxing and 0.5. A state dict's architecture
+    comes from its record (:func:`state_dict_config`, written by ``export --format state_dict``, needed for timm
+    encoders), else from the reference encoder's keys and shapes.
 
     Args:
         path: ``.ckpt`` written by Lightning, or a ``.pth`` state dict (the UNet's layout or the notebook's).
@@ -192,14 +244,8 @@ def load_checkpoint(
         data_hparams = dict(content.get("datamodule_hyper_parameters") or {})
         num_classes = int(module.hparams.get("num_classes", len(CLASS_NAMES)))
     elif content and all(isinstance(v, Tensor) for v in content.values()):
-        from brain_mtl.models import UNet
-        from brain_mtl.models.reference import to_reference_keys
-
-        state = dict(content)
-        if any(k.startswith("encoder.") for k in state):
-            state = to_reference_keys(state)
-        model = UNet.from_reference(state).eval()
-        num_classes = model.num_classes
+        model = _unet_from_state_dict(path, content)
+        num_classes = int(model.num_classes)
     else:
         raise ValueError(
             f"{path}: not a Lightning checkpoint (keys 'state_dict' and 'hyper_parameters') nor a flat state dict; "
