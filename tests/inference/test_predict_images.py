@@ -311,3 +311,15 @@ def test_output_writer_refuses_non_finite_probabilities_and_writes_strict_json(t
     report = _strict_json((out / "predictions.json").read_text())
     assert report["settings"] == {"mask_threshold": None, "scale": 2.0}
     assert [row["file"] for row in report["predictions"]] == ["y.png"]
+
+
+def test_image_size_the_network_cannot_take_is_a_usage_error(tmp_path, tiny_ckpt, capsys):
+    # Checked once before any image is read: a size that is not a multiple of the output stride (4 here) fails
+    # every forward pass, and d4 TTA's rotations need both sides to be such multiples.
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), np.zeros((20, 30), dtype=np.uint8))
+    out = tmp_path / "out"
+    args = ["predict-images", "--ckpt_path", str(tiny_ckpt), "--input", str(image), "--output", str(out)]
+    assert main([*args, "--image_size", "30", "--tta", "d4"]) == 2
+    assert "not a multiple of the network's output stride 4" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
