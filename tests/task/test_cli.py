@@ -131,7 +131,13 @@ def test_docs_subclass_example_fits(make_config, tmp_path):
 
 @pytest.mark.parametrize(
     "config_name",
-    ["brisc_unet.yaml", "brisc_attention_unet.yaml", "brisc_resnet34.yaml", "brisc_efficientnet_b0.yaml"],
+    [
+        "brisc_unet.yaml",
+        "brisc_attention_unet.yaml",
+        "brisc_resnet34.yaml",
+        "brisc_efficientnet_b0.yaml",
+        "brisc_cpu.yaml",
+    ],
 )
 def test_brisc_configs_run_on_a_brisc_layout_folder(make_config, tmp_path, config_name):
     # The shipped recipes, shrunk for the CPU: the YAML's structure is the shipped one. Pretrained encoders start
