@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from common import cpu_name
+from common import cpu_name, time_calls
 from torch.utils.flop_counter import FlopCounterMode
 
 from brain_mtl.models import UNet
@@ -45,17 +43,6 @@ def build(spec: str) -> UNet:
     if name == "reference":
         return UNet(base_channels=int(width or 64), classifier_hidden=256)
     return UNet(encoder=name, classifier_hidden=256)
-
-
-def _times(fn: Callable[[], None], warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def main() -> None:
@@ -91,7 +78,7 @@ def measure(spec: str, args: argparse.Namespace) -> str:
         model(one)
     gflops = counter.get_total_flops() / 1e9
     with torch.no_grad():
-        latency = statistics.median(_times(lambda: model(one), args.warmup, args.repeats))
+        latency = statistics.median(time_calls(lambda: model(one), args.warmup, args.repeats))
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -111,7 +98,7 @@ def measure(spec: str, args: argparse.Namespace) -> str:
         loss.backward()
         optimizer.step()
 
-    step_s = statistics.median(_times(step, args.warmup, args.steps))
+    step_s = statistics.median(time_calls(step, args.warmup, args.steps))
     return f"| {spec} | {params:,} | {gflops:.2f} | {2 * args.batch / step_s:.1f} | {latency * 1000:.0f} |"
 
 

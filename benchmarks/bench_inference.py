@@ -25,13 +25,11 @@ import json
 import os
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import cpu_name
+from common import cpu_name, time_calls
 
 from brain_mtl.export import ONNX_INPUT, export_onnx
 from brain_mtl.models import UNet
@@ -48,17 +46,6 @@ def _load() -> float:
         return os.getloadavg()[0]
     except OSError:
         return float("nan")
-
-
-def _time(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def _summary(times: list[float]) -> dict[str, float]:
@@ -87,8 +74,8 @@ def bench_network(base: int, size: int, threads: int, warmup: int, repeats: int)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
             return model(x)
 
-    results["torch fp32"] = _summary(_time(eager, warmup, repeats))
-    results["torch bf16 autocast"] = _summary(_time(eager_bf16, warmup, repeats))
+    results["torch fp32"] = _summary(time_calls(eager, warmup, repeats))
+    results["torch bf16 autocast"] = _summary(time_calls(eager_bf16, warmup, repeats))
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, Path(tmp) / "model.onnx", size)
@@ -99,7 +86,7 @@ def bench_network(base: int, size: int, threads: int, warmup: int, repeats: int)
         feed = {ONNX_INPUT: x.numpy()}
         # Same numbers as eager fp32 (sanity check that the timed graph is the network).
         diff = float(np.abs(session.run(None, feed)[1] - eager().class_logits.numpy()).max())
-        results["onnxruntime fp32"] = {**_summary(_time(lambda: session.run(None, feed), warmup, repeats))}
+        results["onnxruntime fp32"] = {**_summary(time_calls(lambda: session.run(None, feed), warmup, repeats))}
         results["onnxruntime fp32"]["class_logit_max_abs_diff"] = diff
     results["_params"] = {"millions": sum(p.numel() for p in model.parameters()) / 1e6}
     return results

@@ -15,27 +15,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from common import cpu_name
+from common import cpu_name, time_calls
 
 from brain_mtl.models import UNet
-
-
-def _time(fn: Callable[[], None], warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def main() -> None:
@@ -94,9 +79,9 @@ def main() -> None:
             optimizer.step()
 
         model.eval()
-        rows = [("forward, batch 1", _time(forward, args.warmup, args.repeats, sync))]
+        rows = [("forward, batch 1", time_calls(forward, args.warmup, args.repeats, sync))]
         model.train()
-        rows.append((f"train step, batch {args.train_batch}", _time(train_step, args.warmup, args.steps, sync)))
+        rows.append((f"train step, batch {args.train_batch}", time_calls(train_step, args.warmup, args.steps, sync)))
         for name, times in rows:
             print(
                 f"| {name} | {precision} | {statistics.median(times):.3f} | {min(times):.3f} | {max(times):.3f} "

@@ -94,6 +94,18 @@ def trained(tmp_path_factory) -> Trained:
     return Trained(checkpoints[-1], data_root, run_dir)
 
 
+QUIET_TRAINER = (
+    "--trainer.logger",
+    "false",
+    "--trainer.callbacks",
+    "[]",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+)
+"""Command-line arguments that keep a test fit from logging, drawing or printing."""
+
 TIMM_ENCODER = "mobilenetv3_large_100"
 """The timm encoder of the ``timm_trained`` checkpoint: the smallest tested family (3.9 M parameters with the head)."""
 
@@ -144,14 +156,7 @@ def timm_trained(tmp_path_factory) -> Trained:
                 "32-true",
                 "--trainer.default_root_dir",
                 str(run_dir),
-                "--trainer.logger",
-                "false",
-                "--trainer.callbacks",
-                "[]",
-                "--trainer.enable_progress_bar",
-                "false",
-                "--trainer.enable_model_summary",
-                "false",
+                *QUIET_TRAINER,
             ]
         )
     assert status == 0
@@ -186,13 +191,6 @@ def _fit(main, data_root: Path, run_dir: Path) -> int:
             "8",
             "--trainer.default_root_dir",
             str(run_dir),
-            "--trainer.logger",
-            "false",
-            "--trainer.callbacks",
-            "[]",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.enable_model_summary",
-            "false",
+            *QUIET_TRAINER,
         ]
     )
