@@ -131,6 +131,9 @@ class BrainTumorModule(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.configure_models()
+        # Recorded for readers of the checkpoint (the network applies it itself: its input is always the pipeline's
+        # normalisation). Not an __init__ argument: load_from_checkpoint passes only those back.
+        self.hparams["input_normalization"] = dict(getattr(self.model, "normalization", {}))
         self.configure_losses()
         self.configure_metrics()
 
@@ -427,15 +430,13 @@ class BrainTumorModule(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the random number generators' states and the input normalisation in the checkpoint.
+        """Store the random number generators' states in the checkpoint.
 
-        With the RNG states a resumed fit draws the same shuffles, augmentations and dropout masks as an
+        A resumed fit draws the same shuffles, augmentations and dropout masks as an
         uninterrupted one (exact for resumption at an epoch boundary with ``num_workers=0``; worker processes
-        reseed from the restored state). ``input_normalization`` records the pixel normalisation the encoder was
-        pretrained with (the network applies it itself: its input is always the pipeline's normalisation).
+        reseed from the restored state).
         """
         checkpoint["brain_mtl_rng_states"] = _rng_states()
-        checkpoint["input_normalization"] = dict(self.model.normalization)
 
 
 def _lr_factor(step: int, warmup_steps: int, total_steps: int, cosine: bool) -> float:

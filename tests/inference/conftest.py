@@ -114,7 +114,7 @@ TIMM_ENCODER = "mobilenetv3_large_100"
 def timm_trained(tmp_path_factory) -> Trained:
     """A UNet on a timm encoder (random init: nothing is downloaded) fitted for 2 steps via the CLI at 64 px.
 
-    Only the checkpoint's form matters here (hyperparameters, ``input_normalization``, the encoder's keys), not
+    Only the checkpoint's form matters here (hyperparameters with ``input_normalization``, the encoder's keys), not
     what it learned; it takes a few seconds.
     """
     pytest.importorskip("timm")

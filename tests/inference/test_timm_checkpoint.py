@@ -45,7 +45,7 @@ def test_load_from_checkpoint_restores_the_timm_network(timm_trained):
     assert module.hparams.encoder == TIMM_ENCODER
     assert module.model.encoder_name == TIMM_ENCODER and not module.model.is_reference
     assert module.model.output_stride == 32
-    assert module.model.normalization == saved["input_normalization"]
+    assert module.model.normalization == saved["hyper_parameters"]["input_normalization"]
     for key, value in module.state_dict().items():
         assert torch.equal(value, saved["state_dict"][key]), key
 

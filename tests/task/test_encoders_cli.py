@@ -35,7 +35,7 @@ def test_timm_encoder_fits_tests_predicts_and_exports_with_parity(make_config, t
     ckpt = run / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert saved["hyper_parameters"]["encoder"] == "resnet18"
-    assert saved["input_normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert saved["hyper_parameters"]["input_normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     weights = state_dict_of(ckpt)
     start = torch.load(resnet18_weights, weights_only=True)
     # Frozen in epoch 0, trained in epoch 1: the encoder moved away from the file's weights.
