@@ -114,13 +114,14 @@ def test_input_adapter_maps_the_pipeline_normalisation_to_the_encoders():
     assert InputAdapter(mean=PIPELINE_MEAN, std=PIPELINE_STD).identity
 
 
-def test_state_dict_round_trip_and_onnx_parity(tmp_path):
+@pytest.mark.parametrize("encoder", FAMILIES)
+def test_state_dict_round_trip_and_onnx_parity(tmp_path, encoder):
     pytest.importorskip("onnxruntime")
     from brain_mtl.export import export_onnx
 
     torch.manual_seed(3)
-    model = UNet(encoder="resnet18", classifier_hidden=8).eval()
-    clone = UNet(encoder="resnet18", classifier_hidden=8).eval()
+    model = UNet(encoder=encoder, classifier_hidden=8).eval()
+    clone = UNet(encoder=encoder, classifier_hidden=8).eval()
     clone.load_state_dict(model.state_dict())
     images = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
