@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -74,3 +78,40 @@ def overflow_checkpoint(path, source) -> None:
     state[head + "3.weight"].fill_(3e38)
     state[head + "3.bias"].zero_()
     torch.save(checkpoint, path)
+
+
+def prediction_rows(path: Path) -> dict[str, dict[str, str]]:
+    """The rows of a ``predictions.csv``, by image file name."""
+    with path.open(newline="") as f:
+        return {Path(r["file"]).name: r for r in csv.DictReader(f)}
+
+
+def lightning_predict_args(config: Path, ckpt: Path, data_root: Path, out: Path, run_dir: Path) -> list[str]:
+    """``python -m brain_mtl predict`` with the PredictionWriter into ``out``, at 64 px, quiet, fp32."""
+    writer = {"class_path": "brain_mtl.inference.PredictionWriter", "init_args": {"output_dir": str(out)}}
+    callbacks = json.dumps([writer])
+    return [
+        "predict",
+        "--config",
+        str(config),
+        "--ckpt_path",
+        str(ckpt),
+        "--data.root",
+        str(data_root),
+        "--data.image_size",
+        "64",
+        "--data.num_workers",
+        "0",
+        "--trainer.logger",
+        "false",
+        "--trainer.precision",
+        "32-true",
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.callbacks",
+        callbacks,
+        "--return_predictions",
+        "false",
+    ]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -17,51 +15,16 @@ from brain_mtl.data.io import read_image
 from brain_mtl.inference import PredictionWriter, Preprocessing
 
 from .conftest import QUICKSTART
-from .helpers import BrightnessSegmenter
-
-
-def _rows(path: Path) -> dict[str, dict[str, str]]:
-    with path.open(newline="") as f:
-        return {Path(r["file"]).name: r for r in csv.DictReader(f)}
+from .helpers import BrightnessSegmenter, lightning_predict_args, prediction_rows
 
 
 def test_lightning_predict_writes_what_predict_images_writes(tmp_path, trained):
     out_cli = tmp_path / "lightning"
-    callbacks = json.dumps(
-        [{"class_path": "brain_mtl.inference.PredictionWriter", "init_args": {"output_dir": str(out_cli)}}]
-    )
-    status = main(
-        [
-            "predict",
-            "--config",
-            str(QUICKSTART),
-            "--ckpt_path",
-            str(trained.ckpt),
-            "--data.root",
-            str(trained.data_root),
-            "--data.image_size",
-            "64",
-            "--data.num_workers",
-            "0",
-            "--model.base_channels",
-            "8",
-            "--trainer.logger",
-            "false",
-            "--trainer.precision",
-            "32-true",
-            "--trainer.default_root_dir",
-            str(tmp_path / "run"),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.callbacks",
-            callbacks,
-            "--return_predictions",
-            "false",
-        ]
-    )
+    args = lightning_predict_args(QUICKSTART, trained.ckpt, trained.data_root, out_cli, tmp_path / "run")
+    status = main([*args, "--model.base_channels", "8"])
     assert status == 0
     test_images = sorted((trained.data_root / "classification_task" / "test").rglob("*.jpg"))
-    lightning_rows = _rows(out_cli / "predictions.csv")
+    lightning_rows = prediction_rows(out_cli / "predictions.csv")
     assert sorted(lightning_rows) == sorted(p.name for p in test_images)
     for image_path in test_images:
         row = lightning_rows[image_path.name]
@@ -74,7 +37,7 @@ def test_lightning_predict_writes_what_predict_images_writes(tmp_path, trained):
     out_tool = tmp_path / "tool"
     args = ["predict-images", "--ckpt_path", str(trained.ckpt), "--output", str(out_tool), "--no_overlay", "--input"]
     assert main([*args, *map(str, test_images)]) == 0
-    tool_rows = _rows(out_tool / "predictions.csv")
+    tool_rows = prediction_rows(out_tool / "predictions.csv")
     for name, row in lightning_rows.items():
         for key in ("p_glioma", "p_meningioma", "p_pituitary", "p_no_tumor"):
             assert float(row[key]) == pytest.approx(float(tool_rows[name][key]), abs=1e-4)
@@ -113,7 +76,7 @@ def test_writer_undoes_the_letterbox_of_predict_step_outputs(tmp_path):
     truth[10:30, 120:150] = True
     assert mask.shape == (height, width)
     assert (mask & truth).sum() / (mask | truth).sum() > 0.8
-    row = _rows(tmp_path / "out" / "predictions.csv")["wide.png"]
+    row = prediction_rows(tmp_path / "out" / "predictions.csv")["wide.png"]
     assert row["class"] == "pituitary"  # BrightnessSegmenter's fixed logits favour class 2
 
 

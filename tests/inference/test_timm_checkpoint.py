@@ -7,7 +7,6 @@ the refused reference export, and Lightning's ``predict`` with the PredictionWri
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -24,17 +23,13 @@ from brain_mtl.inference import load_checkpoint
 from brain_mtl.models import UNet
 
 from .conftest import QUICKSTART, TIMM_ENCODER
+from .helpers import lightning_predict_args, prediction_rows
 
 
 def _test_images(data_root: Path, count: int | None = None) -> list[Path]:
     images = sorted((data_root / "classification_task" / "test").rglob("*.jpg"))
     assert images, data_root
     return images[:count] if count else images
-
-
-def _rows(path: Path) -> dict[str, dict[str, str]]:
-    with path.open(newline="") as f:
-        return {Path(r["file"]).name: r for r in csv.DictReader(f)}
 
 
 def test_load_from_checkpoint_restores_the_timm_network(timm_trained):
@@ -60,7 +55,7 @@ def test_predict_images_with_gradcam_and_d4_tta(tmp_path, timm_trained):
     args = ["predict-images", "--ckpt_path", str(timm_trained.ckpt), "--output", str(out), "--gradcam"]
     assert main([*args, "--tta", "d4", "--input", *map(str, images)]) == 0
     predictor = Predictor.from_checkpoint(timm_trained.ckpt, device="cpu", tta="d4")
-    rows = _rows(out / "predictions.csv")
+    rows = prediction_rows(out / "predictions.csv")
     for path in images:
         row = rows[path.name]
         size = read_image(path).shape[:2]
@@ -154,44 +149,16 @@ def test_reference_export_refuses_a_timm_encoder_in_one_line(tmp_path, timm_trai
 
 def test_lightning_predict_writer_matches_predict_images(tmp_path, timm_trained):
     out_cli = tmp_path / "lightning"
-    callbacks = json.dumps(
-        [{"class_path": "brain_mtl.inference.PredictionWriter", "init_args": {"output_dir": str(out_cli)}}]
-    )
-    status = main(
-        [
-            "predict",
-            "--config",
-            str(QUICKSTART),
-            "--ckpt_path",
-            str(timm_trained.ckpt),
-            "--data.root",
-            str(timm_trained.data_root),
-            "--data.image_size",
-            "64",
-            "--data.num_workers",
-            "0",
-            "--trainer.logger",
-            "false",
-            "--trainer.precision",
-            "32-true",
-            "--trainer.default_root_dir",
-            str(tmp_path / "run"),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.callbacks",
-            callbacks,
-            "--return_predictions",
-            "false",
-        ]
-    )
+    args = lightning_predict_args(QUICKSTART, timm_trained.ckpt, timm_trained.data_root, out_cli, tmp_path / "run")
+    status = main(args)
     assert status == 0
     images = _test_images(timm_trained.data_root)
-    lightning_rows = _rows(out_cli / "predictions.csv")
+    lightning_rows = prediction_rows(out_cli / "predictions.csv")
     assert sorted(lightning_rows) == sorted(p.name for p in images)
     out_tool = tmp_path / "tool"
     args = ["predict-images", "--ckpt_path", str(timm_trained.ckpt), "--output", str(out_tool), "--no_overlay"]
     assert main([*args, "--input", *map(str, images)]) == 0
-    tool_rows = _rows(out_tool / "predictions.csv")
+    tool_rows = prediction_rows(out_tool / "predictions.csv")
     for name, row in lightning_rows.items():
         for key in ("p_glioma", "p_meningioma", "p_pituitary", "p_no_tumor"):
             assert float(row[key]) == pytest.approx(float(tool_rows[name][key]), abs=1e-4)
