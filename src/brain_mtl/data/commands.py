@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
 
+from brain_mtl import jsonsafe
 from brain_mtl.classes import CLASS_NAMES
 
 
@@ -21,17 +20,6 @@ def _name_map(pairs: list[str]) -> dict[str, str]:
             )
         mapping[key] = value
     return mapping
-
-
-def _finite(value):
-    """Strict JSON: non-finite floats become null (json.dumps would write NaN, which strict parsers refuse)."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def synth_main(argv: list[str] | None = None) -> int:
@@ -145,7 +133,7 @@ def check_data_main(argv: list[str] | None = None) -> int:
             }
             for p in index.problems
         ]
-        print(json.dumps(_finite(summary), indent=2, allow_nan=False))
+        print(jsonsafe.dumps(summary, indent=2))
     else:
         print(format_report(index, summary))
         print(f"\nchecked in {time.perf_counter() - start:.1f} s")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import json
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from brain_mtl import jsonsafe
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.evaluation import metrics as M
 
@@ -545,23 +545,6 @@ def _per_image_rows(records: ImageRecords, pred_labels, veto, class_names) -> li
 # --------------------------------------------------------------------------------------------- writing
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN/inf -> None (strict JSON), NumPy scalars and arrays -> Python, paths -> str."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "n/a"
@@ -767,8 +750,8 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     body = {k: v for k, v in report.items() if k != "per_image"}
     body["per_image"] = "per_image.csv"
     json_path, md_path = out / "report.json", out / "report.md"
-    json_path.write_text(json.dumps(_json_ready(body), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    md_path.write_text(report_markdown(_json_ready(body)), encoding="utf-8")
+    json_path.write_text(jsonsafe.dumps(body, indent=2) + "\n", encoding="utf-8")
+    md_path.write_text(report_markdown(jsonsafe.json_ready(body)), encoding="utf-8")
     cm = report["classification"]["confusion_matrix"]
     image = confusion_matrix_image(np.asarray(cm["counts"]), cm["classes"])
     cv2.imwrite(str(out / "confusion_matrix.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

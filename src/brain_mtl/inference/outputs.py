@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import re
 from collections.abc import Sequence
@@ -14,10 +13,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from brain_mtl import jsonsafe
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.inference.predictor import Failure, Prediction
 
-__all__ = ["OUTPUT_SUFFIXES", "OutputWriter", "json_ready", "previous_run_files", "safe_stem"]
+__all__ = ["OUTPUT_SUFFIXES", "OutputWriter", "previous_run_files", "safe_stem"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -41,23 +41,6 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         raise OSError(f"{path}: PNG encoding failed")
     # imencode + write_bytes instead of cv2.imwrite: works with non-ASCII paths on every OS.
     path.write_bytes(encoded.tobytes())
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with NaN and infinity replaced by None (JSON ``null``) and numpy scalars made Python numbers.
-
-    For values that may legitimately be missing (settings); ``json.dumps(..., allow_nan=False)`` then never
-    writes the non-standard ``NaN`` / ``Infinity`` tokens.
-    """
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def previous_run_files(output_dir: str | os.PathLike, file_prefix: str = "predictions") -> list[Path]:
@@ -246,7 +229,7 @@ class OutputWriter:
             "files": list(self.files),
         }
         # Strict JSON: rows are finite (checked in write); a missing setting is null, never NaN.
-        self.json_path.write_text(json.dumps(json_ready(payload), indent=2, allow_nan=False), encoding="utf-8")
+        self.json_path.write_text(jsonsafe.dumps(payload, indent=2), encoding="utf-8")
 
     def __enter__(self) -> OutputWriter:
         return self
