@@ -19,6 +19,7 @@ from brain_mtl.errors import divergence_error
 from brain_mtl.losses import JointLoss, LossParts, MaskLoss
 from brain_mtl.metrics import FalseMaskRate, classification_metrics, segmentation_metrics
 from brain_mtl.models import UNet, UNetOutput
+from brain_mtl.postprocess import binarize, probabilities
 
 # Metric objects are updated (not called) in the step, so Lightning computes and resets them once per epoch.
 _EPOCH = {"on_step": False, "on_epoch": True, "add_dataloader_idx": False}
@@ -260,7 +261,7 @@ class BrainTumorModule(LightningModule):
             if tumour.any():
                 # Pixel metrics on tumour images only (the literature's "Dice on tumour images"); healthy
                 # scans in this stream are scored by the false-mask rate instead.
-                probs = torch.sigmoid(seg_out.mask_logits[tumour].float())
+                probs = torch.sigmoid(seg_out.mask_logits[tumour].float())  # the metrics apply the threshold
                 metrics[f"{stage}_seg"].update(probs, seg_batch["mask"][tumour].long())
             # Logged on every batch, updated or not: under DDP every process must compute (and so synchronise)
             # the same set of metrics at epoch end, whatever images its shard happened to hold.
@@ -275,7 +276,7 @@ class BrainTumorModule(LightningModule):
             healthy = cls_batch["label"] == NO_TUMOR
             if isinstance(cls_out, UNetOutput):
                 if healthy.any():
-                    pred = torch.sigmoid(cls_out.mask_logits[healthy].float()) > threshold
+                    pred = binarize(torch.sigmoid(cls_out.mask_logits[healthy].float()), threshold)
                     metrics[f"{stage}_false_mask"].update(pred)
                 self.log(
                     f"{stage}/seg/false_mask_rate",
@@ -353,11 +354,8 @@ class BrainTumorModule(LightningModule):
             ``{"mask_probs", "class_probs", "path", "orig_size"}`` (the last two passed through from the batch
             when present), for a prediction writer.
         """
-        out = self(batch["image"])
-        result = {
-            "mask_probs": torch.sigmoid(out.mask_logits.float()),
-            "class_probs": torch.softmax(out.class_logits.float(), dim=1),
-        }
+        mask_probs, class_probs = probabilities(*self(batch["image"]))
+        result = {"mask_probs": mask_probs, "class_probs": class_probs}
         for key in ("path", "orig_size"):
             if key in batch:
                 result[key] = batch[key]

@@ -6,7 +6,9 @@ no plotting package.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -174,3 +176,65 @@ def confusion_matrix_image(matrix: np.ndarray, class_names: Sequence[str], cell:
         cv2.putText(img, label, (margin_left + k * cell + 4, margin_top - 8), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "rows: true class, columns: predicted", (4, height - 10), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return img
+
+
+def sample_grid(
+    rows: Sequence[tuple[str, Sequence[tuple[np.ndarray, np.ndarray | None, str]]]],
+    tile: int = 160,
+    label_width: int = 110,
+) -> np.ndarray:
+    """Assemble tiles into one picture, a row per class.
+
+    Args:
+        rows: ``(row title, [(rgb image, mask or None, caption), ...])`` per row.
+        tile: side of each square tile in pixels.
+        label_width: width of the column holding the row titles.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB picture.
+    """
+    columns = max((len(items) for _, items in rows), default=1)
+    caption_h = 16
+    height = len(rows) * (tile + caption_h)
+    width = label_width + columns * tile
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    from brain_mtl.data.transforms import build_resize
+
+    letterbox = build_resize(tile, keep_aspect=True)
+    for r, (title, items) in enumerate(rows):
+        top = r * (tile + caption_h)
+        cv2.putText(canvas, title, (6, top + tile // 2), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        for c, (image, mask, caption) in enumerate(items):
+            # Ground truth in green, as in every other picture the library draws.
+            shown = (
+                draw_outline(image, mask, GREEN, thickness=max(1, round(max(image.shape[:2]) / 200)))
+                if mask is not None
+                else image
+            )
+            left = label_width + c * tile
+            canvas[top : top + tile, left : left + tile] = letterbox(image=shown)["image"]
+            cv2.putText(canvas, caption, (left + 3, top + tile + 12), font, 0.35, (40, 40, 40), 1, cv2.LINE_AA)
+    return canvas
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write a uint8 picture, (H, W) gray or (H, W, 3) RGB, as a PNG file; the parent folder is created.
+
+    Encodes in memory and writes the bytes (not ``cv2.imwrite``), so that paths with non-ASCII characters work on
+    every OS. Every PNG the library writes goes through here.
+
+    Returns:
+        The path written.
+
+    Raises:
+        OSError: the encoding or the write failed (the message names the path).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, encoded = cv2.imencode(".png", pixels)
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    path.write_bytes(encoded.tobytes())
+    return path

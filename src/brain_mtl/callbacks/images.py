@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from brain_mtl.classes import CLASS_NAMES
+from brain_mtl.postprocess import postprocess
 from brain_mtl.viz import confusion_matrix_image, image_grid, overlay
 
 
@@ -66,9 +67,8 @@ class PredictionGrid(Callback):
             return
         with torch.no_grad():
             out = pl_module(batch["image"].to(pl_module.device))
-        mask_probs = torch.sigmoid(out.mask_logits.float()).cpu()
-        class_probs = torch.softmax(out.class_logits.float(), dim=1).cpu()
-        threshold = pl_module.hparams.get("mask_threshold", 0.5)
+        result = postprocess(*out, threshold=pl_module.hparams.get("mask_threshold", 0.5))
+        masks, class_probs = result.masks.cpu(), result.class_probs.cpu()
         tiles = []
         for i in range(len(batch["image"])):
             pred_class = int(class_probs[i].argmax())
@@ -79,7 +79,7 @@ class PredictionGrid(Callback):
             tiles.append(
                 overlay(
                     denormalize(batch["image"][i]),
-                    pred_mask=(mask_probs[i, 0] > threshold).numpy(),
+                    pred_mask=masks[i, 0].numpy(),
                     true_mask=batch["mask"][i, 0].numpy(),
                     caption=caption,
                 )

@@ -31,8 +31,9 @@ def synth_main(argv: list[str] | None = None) -> int:
     Returns:
         The exit status (0 on success, 1 when the folder already holds a dataset).
     """
-    from brain_mtl.data.preview import dataset_preview, write_png
+    from brain_mtl.data.preview import dataset_preview
     from brain_mtl.data.synthetic import generate_synthetic_dataset
+    from brain_mtl.viz import write_png
 
     parser = argparse.ArgumentParser(
         prog="brain_mtl synth",

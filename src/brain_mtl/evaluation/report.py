@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
 from brain_mtl import jsonsafe
@@ -742,7 +741,7 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     Returns:
         (path of report.json, path of report.md).
     """
-    from brain_mtl.viz import confusion_matrix_image
+    from brain_mtl.viz import confusion_matrix_image, write_png
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -754,7 +753,7 @@ def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     md_path.write_text(report_markdown(jsonsafe.json_ready(body)), encoding="utf-8")
     cm = report["classification"]["confusion_matrix"]
     image = confusion_matrix_image(np.asarray(cm["counts"]), cm["classes"])
-    cv2.imwrite(str(out / "confusion_matrix.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    write_png(out / "confusion_matrix.png", image)
     if per_image:
         with open(out / "per_image.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(per_image[0]))

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from brain_mtl import jsonsafe
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.inference.predictor import Failure, Prediction
+from brain_mtl.viz import write_png
 
 __all__ = ["OUTPUT_SUFFIXES", "OutputWriter", "previous_run_files", "safe_stem"]
 
@@ -31,16 +31,6 @@ def safe_stem(source: str) -> str:
     stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
     stem = _UNSAFE.sub("_", stem).lstrip(".-_")[:120]
     return stem or "image"
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    # imencode + write_bytes instead of cv2.imwrite: works with non-ASCII paths on every OS.
-    path.write_bytes(encoded.tobytes())
 
 
 def previous_run_files(output_dir: str | os.PathLike, file_prefix: str = "predictions") -> list[Path]:
@@ -170,14 +160,14 @@ class OutputWriter:
             )
         stem = self._unique_stem(prediction.source)
         mask_path = self._path(f"{stem}_mask.png")
-        _write_png(mask_path, prediction.mask * np.uint8(255))
+        write_png(mask_path, prediction.mask * np.uint8(255))
         self.files.append(mask_path.name)
         if self.overlays:
             from brain_mtl.viz import overlay
 
             caption = [f"{prediction.class_name} {prediction.probability:.2f}", f"mask {prediction.mask_area} px"]
             overlay_path = self._path(f"{stem}_overlay.png")
-            _write_png(overlay_path, overlay(prediction.image, prediction.mask, None, caption))
+            write_png(overlay_path, overlay(prediction.image, prediction.mask, None, caption))
             self.files.append(overlay_path.name)
         if prediction.gradcam is not None:
             from brain_mtl.gradcam import heatmap_overlay
@@ -188,7 +178,7 @@ class OutputWriter:
             heat = draw_outline(heat, prediction.mask, (255, 255, 255))
             caption = [f"Grad-CAM: {prediction.class_names[target]}", f"p={float(prediction.class_probs[target]):.2f}"]
             gradcam_path = self._path(f"{stem}_gradcam.png")
-            _write_png(gradcam_path, put_text(heat, caption))
+            write_png(gradcam_path, put_text(heat, caption))
             self.files.append(gradcam_path.name)
         height, width = prediction.size
         row: dict[str, Any] = {

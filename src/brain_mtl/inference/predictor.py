@@ -12,10 +12,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
+from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.inference.checkpoint import load_checkpoint
 from brain_mtl.inference.preprocessing import Preprocessing, as_rgb_uint8
 from brain_mtl.inference.tta import TTAMode, output_stride_of, parse_tta, tta_probs
+from brain_mtl.postprocess import binarize, gate_veto
 
 __all__ = ["Failure", "ImageInput", "NonFiniteOutputError", "Prediction", "Predictor", "build_prediction"]
 
@@ -107,7 +108,10 @@ class Predictor:
             horizontal mirror) or ``d4`` (the 8 flips, rotations and transposes); each view's mask is mapped back
             onto the original pixels and the probabilities are averaged. ``True`` means ``flip``, ``False``
             ``none``.
-        mask_gate: empty the mask when the most probable class is ``no_tumor`` (the class head vetoes the mask).
+        mask_gate: empty the mask when the most probable class is ``no_tumor`` (the class head vetoes the mask), or
+            when it is smaller than ``gate_min_area`` (:mod:`brain_mtl.postprocess`).
+        gate_min_area: with ``mask_gate``, the smallest mask kept, in pixels of the network's grid (0: class veto
+            only).
         precision: ``32`` (float32) or ``bf16`` (bfloat16 autocast).
         batch_size: images per forward pass in :meth:`iter_predict`.
 
@@ -127,6 +131,7 @@ class Predictor:
         device: str | torch.device = "auto",
         tta: bool | TTAMode = "none",
         mask_gate: bool = False,
+        gate_min_area: int = 0,
         precision: Literal["32", "bf16"] = "32",
         batch_size: int = 8,
     ) -> None:
@@ -142,6 +147,7 @@ class Predictor:
         self.class_names = tuple(class_names)
         self.tta: TTAMode = parse_tta(tta)
         self.mask_gate = bool(mask_gate)
+        self.gate_min_area = int(gate_min_area)
         self.precision = precision
         self.batch_size = max(1, int(batch_size))
 
@@ -409,6 +415,7 @@ class Predictor:
             mask_threshold=self.mask_threshold,
             class_names=self.class_names,
             mask_gate=self.mask_gate,
+            gate_min_area=self.gate_min_area,
             gradcam=gradcam,
             gradcam_class=gradcam_class,
         )
@@ -424,6 +431,7 @@ def build_prediction(
     mask_threshold: float,
     class_names: Sequence[str],
     mask_gate: bool = False,
+    gate_min_area: int = 0,
     gradcam: Tensor | np.ndarray | None = None,
     gradcam_class: int | None = None,
 ) -> Prediction:
@@ -443,9 +451,13 @@ def build_prediction(
         if not np.isfinite(values).all():
             raise NonFiniteOutputError(_non_finite_message(source, what, values))
     class_index = int(class_probs.argmax())
-    mask = (probs_full > mask_threshold).astype(np.uint8)
-    if mask_gate and class_index == NO_TUMOR and len(class_names) == len(CLASS_NAMES):
-        mask[:] = 0
+    mask = binarize(torch.from_numpy(probs_full), mask_threshold).numpy().astype(np.uint8)
+    if mask_gate:
+        # The gate counts the mask on the network's grid (postprocess), whatever the file's own size.
+        grid = mask_probs if isinstance(mask_probs, Tensor) else torch.from_numpy(np.asarray(mask_probs, np.float32))
+        area = binarize(grid.detach().float().cpu(), mask_threshold).sum().reshape(1)
+        if bool(gate_veto(torch.from_numpy(class_probs).reshape(1, -1), area, gate_min_area)[0]):
+            mask[:] = 0
     cam_full = None
     if gradcam is not None:
         cam_full = preprocessing.restore(gradcam, orig_size)

@@ -69,13 +69,9 @@ class Preprocessing:
         Returns:
             ``(H, W)`` float32 map: letterbox padding cut off, then bilinearly resized.
         """
-        from brain_mtl.data.transforms import to_original_size
+        from brain_mtl.postprocess import to_original_size
 
-        if isinstance(prob_map, Tensor):
-            prob_map = prob_map.detach().float().cpu().numpy()
-        array = np.ascontiguousarray(np.asarray(prob_map, dtype=np.float32).reshape(prob_map.shape[-2:]))
-        size = (int(orig_size[0]), int(orig_size[1]))
-        return to_original_size(array, size, keep_aspect=self.keep_aspect, interpolation=cv2.INTER_LINEAR)
+        return to_original_size(prob_map, orig_size, keep_aspect=self.keep_aspect)
 
 
 @functools.lru_cache(maxsize=8)

@@ -27,6 +27,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from brain_mtl.postprocess import probabilities
+
 __all__ = ["TTA_MODES", "TTAMode", "View", "output_stride_of", "parse_tta", "split_outputs", "tta_probs", "views"]
 
 TTAMode = Literal["none", "flip", "d4"]
@@ -189,8 +191,8 @@ def tta_probs(
     class_total: Tensor | None = None
     for view in chosen:
         mask_logits, class_logits = split_outputs(forward(view.apply(images)))
-        mask = view.invert(torch.sigmoid(mask_logits.float()))
-        probs = torch.softmax(class_logits.float(), dim=1)
+        mask, probs = probabilities(mask_logits, class_logits)
+        mask = view.invert(mask)
         mask_total = mask if mask_total is None else mask_total + mask
         class_total = probs if class_total is None else class_total + probs
     assert mask_total is not None and class_total is not None
