@@ -17,7 +17,7 @@ from torchmetrics import MeanMetric
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.errors import divergence_error
 from brain_mtl.losses import JointLoss, LossParts, MaskLoss
-from brain_mtl.metrics import FalseMaskRate, classification_metrics, segmentation_metrics
+from brain_mtl.metrics import FalseMaskRate, classification_metrics, image_stats, segmentation_metrics
 from brain_mtl.models import UNet, UNetOutput
 from brain_mtl.postprocess import binarize, probabilities
 
@@ -51,9 +51,10 @@ class BrainTumorModule(LightningModule):
 
     A training step receives ``{"seg": batch, "cls": batch}``: the segmentation batch goes through the whole
     network (mask loss + class loss), the classification batch through the encoder and classification head only
-    (class loss); one joint loss, one optimizer step. Validation and test receive the segmentation loader
-    (``dataloader_idx`` 0: mask metrics on tumour images) and the classification loader (``dataloader_idx`` 1:
-    class metrics over all four classes and the share of healthy scans given a mask).
+    (class loss); one joint loss, one optimizer step. Validation and test receive every image of the split once
+    (the datamodule's ``evaluation_dataloader``): mask metrics on the tumour images with a known mask, class metrics
+    over all four classes, and the share of healthy scans given a mask; a test step also returns per-image
+    statistics, from which the evaluation report is built (no second pass over the split).
 
     Research code changes one part by overriding one hook: :meth:`configure_models`, :meth:`configure_losses`,
     :meth:`configure_metrics` or :meth:`compute_loss`.
@@ -88,6 +89,10 @@ class BrainTumorModule(LightningModule):
             (random init). Loaded when a fit starts from scratch; a resumed fit or a checkpoint needs none.
         encoder_lr_multiplier: the encoder's learning rate is ``lr`` times this (e.g. 0.1 for a pretrained
             encoder under a new decoder).
+        tta: test-time augmentation of ``test`` and ``predict`` (never of validation): ``none``, ``flip`` (the image
+            and its horizontal mirror) or ``d4`` (the 8 flips, rotations and transposes). Mask and class
+            probabilities are averaged over the views (:mod:`brain_mtl.inference.tta`); the logged test metrics and
+            the evaluation report both score the averages.
         freeze_encoder_epochs: keep the encoder frozen (BatchNorm statistics included) for this many epochs, then
             train it with ``lr * encoder_lr_multiplier`` (Lightning's BaseFinetuning).
     """
@@ -128,8 +133,11 @@ class BrainTumorModule(LightningModule):
         encoder_lr_multiplier: float = 1.0,
         freeze_encoder_epochs: int = 0,
         warmup_epochs: float = 0.0,
+        tta: Literal["none", "flip", "d4"] = "none",
     ) -> None:
         super().__init__()
+        if tta not in ("none", "flip", "d4"):
+            raise ValueError(f"tta must be 'none', 'flip' or 'd4', got {tta!r}")
         self.save_hyperparameters()
         self.configure_models()
         # Recorded for readers of the checkpoint (the network applies it itself: its input is always the pipeline's
@@ -175,7 +183,7 @@ class BrainTumorModule(LightningModule):
     def configure_metrics(self) -> None:
         """Build one metric set per stage in ``self.metrics``.
 
-        Keys: ``{stage}_seg``, ``{stage}_cls``, ``{stage}_false_mask``, ``{stage}_loss_mask``,
+        Keys: ``{stage}_seg``, ``{stage}_cls``, ``{stage}_false_mask``, ``{stage}_loss``, ``{stage}_loss_mask``,
         ``{stage}_loss_class``; logged as ``{stage}/seg/...`` and ``{stage}/cls/...``.
         """
         seg = segmentation_metrics(self.hparams.mask_threshold)
@@ -185,36 +193,56 @@ class BrainTumorModule(LightningModule):
             metrics[f"{stage}_seg"] = seg.clone(prefix=f"{stage}/seg/")
             metrics[f"{stage}_cls"] = cls.clone(prefix=f"{stage}/cls/")
             metrics[f"{stage}_false_mask"] = FalseMaskRate(self.hparams.false_mask_min_area)
+            metrics[f"{stage}_loss"] = MeanMetric()
             metrics[f"{stage}_loss_mask"] = MeanMetric()
             metrics[f"{stage}_loss_class"] = MeanMetric()
         self.metrics = nn.ModuleDict(metrics)
 
-    def compute_loss(self, outputs: dict[str, UNetOutput | Tensor], batch: dict[str, Batch]) -> LossParts:
+    def compute_loss(self, outputs: dict[str, UNetOutput | Tensor], batch: dict[str, Batch], stage: str) -> LossParts:
         """Joint loss of one step.
 
         Args:
-            outputs: ``{"seg": UNetOutput}`` and/or ``{"cls": UNetOutput or class logits (B, C)}``.
-            batch: the matching ``{"seg": ..., "cls": ...}`` batches.
+            outputs: per stream, the network's output: ``seg`` and ``eval`` a :class:`UNetOutput`, ``cls`` a
+                UNetOutput or class logits (B, C).
+            batch: the matching batches.
+            stage: ``train``, ``val`` or ``test``.
 
         Returns:
-            LossParts: the total and each part. Training uses the class logits of both streams; validation and
-            test take the class loss from the classification loader only (it holds every image of the split).
+            LossParts: the total and each part. In training both streams' class logits count (the segmentation
+            images are labelled too). An ``eval`` batch (validation and test: every image of the split once) gives
+            the mask loss on its tumour images with a known mask and the class loss on every image.
         """
-        seg_out = outputs.get("seg")
-        logits, labels = [], []
-        if seg_out is not None and self.training:
-            logits.append(seg_out.class_logits)
-            labels.append(batch["seg"]["label"])
+        masks, mask_truth, logits, labels = [], [], [], []
+        if "seg" in outputs:
+            seg_out = outputs["seg"]
+            masks.append(seg_out.mask_logits)
+            mask_truth.append(batch["seg"]["mask"])
+            if stage == "train":
+                logits.append(seg_out.class_logits)
+                labels.append(batch["seg"]["label"])
         if "cls" in outputs:
             cls_out = outputs["cls"]
             logits.append(cls_out.class_logits if isinstance(cls_out, UNetOutput) else cls_out)
             labels.append(batch["cls"]["label"])
+        if "eval" in outputs:
+            eval_out, eval_batch = outputs["eval"], batch["eval"]
+            scored = self._scored_for_masks(eval_batch)
+            if scored.any():
+                masks.append(eval_out.mask_logits[scored])
+                mask_truth.append(eval_batch["mask"][scored])
+            logits.append(eval_out.class_logits)
+            labels.append(eval_batch["label"])
         return self.criterion(
-            seg_out.mask_logits if seg_out is not None else None,
-            batch["seg"]["mask"] if seg_out is not None else None,
+            torch.cat(masks) if masks else None,
+            torch.cat(mask_truth) if mask_truth else None,
             torch.cat(logits) if logits else None,
             torch.cat(labels) if labels else None,
         )
+
+    @staticmethod
+    def _scored_for_masks(batch: Batch) -> Tensor:
+        """(B,) bool: tumour images whose ground-truth mask is known (the images mask metrics are computed on)."""
+        return batch["has_mask"].reshape(-1).bool() & (batch["label"] != NO_TUMOR)
 
     # ------------------------------------------------------------------ forward and the shared step
     def forward(self, images: Tensor) -> UNetOutput:
@@ -225,88 +253,140 @@ class BrainTumorModule(LightningModule):
         """The step of every stage.
 
         Args:
-            batch: ``{"seg": ..., "cls": ...}``; either may be missing or None (a loader that ran out, or the one
-                loader of a validation dataloader index).
+            batch: training: ``{"seg": ..., "cls": ...}`` (either may be missing or None: a loader that ran out);
+                validation and test: ``{"eval": ...}``, every image of the split once, with ``mask`` and
+                ``has_mask``.
             stage: ``train``, ``val`` or ``test``.
 
         Returns:
-            ``{"loss": total, "seg": UNetOutput or None, "cls": UNetOutput / class logits or None}`` (outputs
-            detached except the loss), for callbacks.
+            ``{"loss": total}`` plus each stream's detached output (``seg``, ``cls``, ``eval``), and for ``eval``
+            batches ``stats``: the per-image :class:`~brain_mtl.metrics.ImageStats` (HD95 in ``test`` only) that the
+            evaluation report collects.
         """
         streams = {name: b for name, b in batch.items() if b is not None}
         outputs: dict[str, UNetOutput | Tensor] = {}
         if "seg" in streams:
             outputs["seg"] = self(streams["seg"]["image"])
         if "cls" in streams:
-            # Training needs only the class logits: the encoder-only path skips the decoder's cost.
-            # Validation runs the decoder too, to count masks painted on healthy scans.
-            images = streams["cls"]["image"]
-            outputs["cls"] = self.model.classify(images) if stage == "train" else self(images)
-        parts = self.compute_loss(outputs, streams)
+            # Only the class logits are needed: the encoder-only path skips the decoder's cost.
+            outputs["cls"] = self.model.classify(streams["cls"]["image"])
+        if "eval" in streams:
+            outputs["eval"] = self.evaluation_forward(streams["eval"]["image"], stage)
+        for name in ("seg", "eval"):
+            if name in outputs and outputs[name].mask_logits.shape[-2:] != streams[name]["mask"].shape[-2:]:
+                raise ValueError(
+                    f"the model's mask logits are {tuple(outputs[name].mask_logits.shape[-2:])} but the ground-truth "
+                    f"masks are {tuple(streams[name]['mask'].shape[-2:])}; the loader must feed images and masks of "
+                    "the size the model predicts"
+                )
+        parts = self.compute_loss(outputs, streams, stage)
         self._update_metrics(stage, streams, outputs, parts)
-        detached = {
-            k: (UNetOutput(*(t.detach() for t in v)) if isinstance(v, UNetOutput) else v.detach())
-            for k, v in outputs.items()
+        result: dict[str, Any] = {
+            "loss": parts.total,
+            **{
+                k: (UNetOutput(*(t.detach() for t in v)) if isinstance(v, UNetOutput) else v.detach())
+                for k, v in outputs.items()
+            },
         }
-        return {"loss": parts.total, **detached}
+        if "eval" in outputs:
+            mask_probs, class_probs = probabilities(*outputs["eval"])
+            result["stats"] = image_stats(
+                mask_probs,
+                class_probs,
+                streams["eval"]["mask"],
+                streams["eval"]["has_mask"],
+                self.hparams.mask_threshold,
+                with_hd95=stage == "test",
+            )
+        return result
+
+    def evaluation_forward(self, images: Tensor, stage: str) -> UNetOutput:
+        """The network's output on validation, test and predict images.
+
+        With ``tta`` (test and predict only) the mask and class probabilities are averaged over the views of
+        :func:`brain_mtl.inference.tta.tta_probs`, and returned as logits of those averages (``logit(p)`` and
+        ``log(p)``): losses, metrics and the report then all score the averaged probabilities.
+        """
+        if stage == "val" or self.hparams.tta == "none":
+            return self(images)
+        from brain_mtl.inference.tta import tta_probs
+
+        mask_probs, class_probs = tta_probs(self, images, self.hparams.tta)
+        eps = torch.finfo(mask_probs.dtype).eps
+        return UNetOutput(torch.logit(mask_probs, eps), torch.log(class_probs.clamp_min(eps)))
 
     def _update_metrics(
         self, stage: str, batch: dict[str, Batch], outputs: dict[str, UNetOutput | Tensor], parts: LossParts
     ) -> None:
         metrics = self.metrics
-        threshold = self.hparams.mask_threshold
+        seg_images: list[tuple[Tensor, Tensor]] = []  # (mask logits, truth) of the images mask metrics score
+        class_scores: list[tuple[Tensor, Tensor]] = []  # (class logits, labels)
+        healthy_masks: list[Tensor] = []  # mask logits of images known to be tumour-free
         if "seg" in outputs:
             seg_batch, seg_out = batch["seg"], outputs["seg"]
             tumour = seg_batch["label"] != NO_TUMOR
-            if tumour.any():
-                # Pixel metrics on tumour images only (the literature's "Dice on tumour images"); healthy
-                # scans in this stream are scored by the false-mask rate instead.
-                probs = torch.sigmoid(seg_out.mask_logits[tumour].float())  # the metrics apply the threshold
-                metrics[f"{stage}_seg"].update(probs, seg_batch["mask"][tumour].long())
+            seg_images.append((seg_out.mask_logits[tumour], seg_batch["mask"][tumour]))
+        if "cls" in outputs:
+            cls_out = outputs["cls"]
+            class_scores.append(
+                (cls_out.class_logits if isinstance(cls_out, UNetOutput) else cls_out, batch["cls"]["label"])
+            )
+        if "eval" in outputs:
+            eval_batch, eval_out = batch["eval"], outputs["eval"]
+            scored = self._scored_for_masks(eval_batch)
+            seg_images.append((eval_out.mask_logits[scored], eval_batch["mask"][scored]))
+            class_scores.append((eval_out.class_logits, eval_batch["label"]))
+            healthy_masks.append(eval_out.mask_logits[eval_batch["label"] == NO_TUMOR])
+        if seg_images:
+            # Pixel metrics on tumour images only (the literature's "Dice on tumour images"); healthy scans are
+            # scored by the false-mask rate instead.
+            n_scored = sum(len(truth) for _, truth in seg_images)
+            for logits, truth in seg_images:
+                if len(truth):
+                    metrics[f"{stage}_seg"].update(torch.sigmoid(logits.float()), truth.long())
             # Logged on every batch, updated or not: under DDP every process must compute (and so synchronise)
             # the same set of metrics at epoch end, whatever images its shard happened to hold.
-            self.log_dict(metrics[f"{stage}_seg"], batch_size=max(1, int(tumour.sum())), **_EPOCH)
-            if parts.mask is not None:
-                metrics[f"{stage}_loss_mask"].update(parts.mask.detach(), weight=self._batch_size(batch))
-        if "cls" in outputs:
-            cls_batch, cls_out = batch["cls"], outputs["cls"]
-            class_logits = cls_out.class_logits if isinstance(cls_out, UNetOutput) else cls_out
-            metrics[f"{stage}_cls"].update(class_logits.float(), cls_batch["label"])
-            self.log_dict(metrics[f"{stage}_cls"], batch_size=len(cls_batch["label"]), **_EPOCH)
-            healthy = cls_batch["label"] == NO_TUMOR
-            if isinstance(cls_out, UNetOutput):
-                if healthy.any():
-                    pred = binarize(torch.sigmoid(cls_out.mask_logits[healthy].float()), threshold)
-                    metrics[f"{stage}_false_mask"].update(pred)
-                self.log(
-                    f"{stage}/seg/false_mask_rate",
-                    metrics[f"{stage}_false_mask"],
-                    batch_size=max(1, int(healthy.sum())),
-                    **_EPOCH,
+            self.log_dict(metrics[f"{stage}_seg"], batch_size=max(1, n_scored), **_EPOCH)
+        for logits, labels in class_scores:
+            metrics[f"{stage}_cls"].update(logits.float(), labels)
+            self.log_dict(metrics[f"{stage}_cls"], batch_size=len(labels), **_EPOCH)
+        for logits in healthy_masks:
+            if len(logits):
+                metrics[f"{stage}_false_mask"].update(
+                    binarize(torch.sigmoid(logits.float()), self.hparams.mask_threshold)
                 )
+            self.log(
+                f"{stage}/seg/false_mask_rate",
+                metrics[f"{stage}_false_mask"],
+                batch_size=max(1, len(logits)),
+                **_EPOCH,
+            )
+        size = self._batch_size(batch)
+        metrics[f"{stage}_loss"].update(parts.total.detach(), weight=size)
+        if parts.mask is not None:
+            metrics[f"{stage}_loss_mask"].update(parts.mask.detach(), weight=size)
         if parts.cls is not None:
-            metrics[f"{stage}_loss_class"].update(parts.cls.detach(), weight=self._batch_size(batch))
+            metrics[f"{stage}_loss_class"].update(parts.cls.detach(), weight=size)
         if stage == "train":
-            self.log("train/loss", parts.total, prog_bar=True, on_epoch=True, batch_size=self._batch_size(batch))
+            # This process's value, for the progress bar; the epoch's mean over every process is ``train/loss``.
+            self.log("train/loss_step", parts.total, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
 
     @staticmethod
     def _batch_size(batch: dict[str, Batch]) -> int:
         return sum(len(b["label"]) for b in batch.values())
 
     def _log_epoch_losses(self, stage: str) -> None:
-        """Log the mean loss parts of the epoch and their weighted sum as ``{stage}/loss``."""
-        hp = self.hparams
-        total = 0.0
-        for part, weight in (("mask", hp.mask_loss_weight), ("class", hp.class_loss_weight)):
-            metric = self.metrics[f"{stage}_loss_{part}"]
+        """Log the epoch's mean loss ``{stage}/loss`` and its parts ``{stage}/loss/mask``, ``{stage}/loss/class``.
+
+        Each is the mean over the epoch's batches (weighted by batch size, over every process) of what the
+        criterion returned: the total is the criterion's own weighted sum, never re-weighted here.
+        """
+        for name, key in (("loss", "loss"), ("loss/mask", "loss_mask"), ("loss/class", "loss_class")):
+            metric = self.metrics[f"{stage}_{key}"]
             if not self._seen_by_any_process(metric):
                 continue
-            value = metric.compute()
-            self.log(f"{stage}/loss/{part}", value, sync_dist=False)
-            total = total + weight * value
+            self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "loss" and stage == "val")
             metric.reset()
-        if stage != "train" and not isinstance(total, float):
-            self.log(f"{stage}/loss", total, prog_bar=stage == "val")
 
     def _seen_by_any_process(self, metric: nn.Module) -> bool:
         """Whether a metric was updated in this epoch by any process.
@@ -339,31 +419,27 @@ class BrainTumorModule(LightningModule):
             value = float(loss.detach().float()) if not finite else "not finite on another process"
             raise divergence_error(self.trainer, f"the training loss is {value}")
 
-    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        """Loader 0: segmentation batches; loader 1: classification batches."""
-        return self.shared_step({self._stream(dataloader_idx): batch}, "val")
+    def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
+        """One batch of the validation split (every image once, with its mask where known)."""
+        return self.shared_step({"eval": batch}, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        """As :meth:`validation_step`, on the test split."""
-        return self.shared_step({self._stream(dataloader_idx): batch}, "test")
+    def test_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
+        """As :meth:`validation_step`, on the test split; also returns the per-image ``stats`` with HD95."""
+        return self.shared_step({"eval": batch}, "test")
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        """Mask probabilities (B, 1, H, W) and class probabilities (B, C) for a batch of images.
+        """Mask probabilities (B, 1, H, W) and class probabilities (B, C) for a batch of images (``tta`` applies).
 
         Returns:
             ``{"mask_probs", "class_probs", "path", "orig_size"}`` (the last two passed through from the batch
             when present), for a prediction writer.
         """
-        mask_probs, class_probs = probabilities(*self(batch["image"]))
+        mask_probs, class_probs = probabilities(*self.evaluation_forward(batch["image"], "predict"))
         result = {"mask_probs": mask_probs, "class_probs": class_probs}
         for key in ("path", "orig_size"):
             if key in batch:
                 result[key] = batch[key]
         return result
-
-    @staticmethod
-    def _stream(dataloader_idx: int) -> str:
-        return "seg" if dataloader_idx == 0 else "cls"
 
     def on_train_epoch_end(self) -> None:  # noqa: D102
         self._log_epoch_losses("train")

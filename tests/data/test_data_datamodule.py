@@ -52,25 +52,27 @@ def test_orig_size_is_the_file_size(synthetic_root: Path) -> None:
 
     dm = make_dm(synthetic_root)
     dm.setup("test")
-    batch = next(iter(dm.test_dataloader()[1]))
+    batch = next(iter(dm.test_dataloader()))
     for path, size in zip(batch["path"], batch["orig_size"], strict=True):
         h, w = cv2.imread(path, cv2.IMREAD_UNCHANGED).shape[:2]
         assert size.tolist() == [h, w]
 
 
-def test_val_and_test_loaders_are_seg_then_cls(synthetic_root: Path) -> None:
+def test_val_and_test_loaders_give_every_image_once_with_its_mask(synthetic_root: Path) -> None:
     dm = make_dm(synthetic_root, val_fraction=0.25)
     dm.setup("fit")
     dm.setup("test")
-    for loaders in (dm.val_dataloader(), dm.test_dataloader()):
-        seg, cls = loaders
-        seg_batches, cls_batches = all_batches(seg), all_batches(cls)
-        assert all("mask" in b for b in seg_batches) and all("mask" not in b for b in cls_batches)
-        seg_labels = torch.cat([b["label"] for b in seg_batches])
-        cls_labels = torch.cat([b["label"] for b in cls_batches])
-        assert NO_TUMOR not in seg_labels.tolist()  # segmentation metrics: tumour images
-        assert set(cls_labels.tolist()) == {0, 1, 2, 3}  # the class loader covers all four classes
-    assert len(dm.test_dataloader()[1].dataset) == N_TEST
+    for split, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader())):
+        batches = all_batches(loader)
+        assert all({"mask", "has_mask", "label", "path"} <= set(b) for b in batches)
+        labels = torch.cat([b["label"] for b in batches])
+        assert set(labels.tolist()) == {0, 1, 2, 3}  # every class, healthy scans included
+        paths = [p for b in batches for p in b["path"]]
+        assert len(paths) == len(set(paths)) == len(dm.index.classification(split))
+        has_mask = torch.cat([b["has_mask"] for b in batches])
+        tumour_with_mask = int((has_mask & (labels != NO_TUMOR)).sum())
+        assert tumour_with_mask == len(dm.index.segmentation(split))  # segmentation metrics: tumour images
+    assert len(dm.test_dataloader().dataset) == N_TEST
 
 
 def test_healthy_images_join_the_segmentation_stream_with_empty_masks(synthetic_root: Path) -> None:
@@ -96,13 +98,13 @@ def test_no_leakage_between_train_and_validation_in_either_loader(synthetic_root
     dm = make_dm(synthetic_root, val_fraction=0.3, seed=11)
     dm.setup("fit")
     train_paths = {p for b in dm.train_dataloader() for stream in b[0].values() for p in stream["path"]}
-    val_paths = {p for loader in dm.val_dataloader() for b in loader for p in b["path"]}
+    val_paths = {p for b in dm.val_dataloader() for p in b["path"]}
     assert val_paths
     digest = lambda p: file_digest(Path(p).read_bytes())  # noqa: E731
     assert not {digest(p) for p in train_paths} & {digest(p) for p in val_paths}
     assert not {Path(p).stem for p in train_paths} & {Path(p).stem for p in val_paths}
     # Every training image is seen (nothing lost), validation is about 30% of train.
-    n_val = len(dm.val_dataloader()[1].dataset)
+    n_val = len(dm.val_dataloader().dataset)
     assert abs(n_val - 0.3 * N_TRAIN) <= 4
     assert len(dm.train_dataloader().iterables["cls"].dataset) + n_val == N_TRAIN
 
@@ -162,7 +164,7 @@ def test_cache_gives_the_same_samples(synthetic_root: Path) -> None:
     for dm in (plain, cached):
         dm.setup("fit")
     assert cached.cache is not None and len(cached.cache.images) > 0 and plain.cache is None
-    for a, b in zip(plain.val_dataloader(), cached.val_dataloader(), strict=True):
+    for a, b in [(plain.val_dataloader(), cached.val_dataloader())]:
         for x, y in zip(a, b, strict=True):
             assert x["path"] == y["path"]
             assert torch.equal(x["image"], y["image"])

@@ -1,21 +1,20 @@
-"""Fakes shared by the evaluation tests: a model with a known output and a datamodule over hand-made samples."""
+"""Fakes shared by the evaluation tests: a network with a known output, and a test loop over hand-made samples."""
 
-from typing import NamedTuple
+from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from brain_mtl.callbacks import EvaluationReport
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
+from brain_mtl.models import UNetOutput
+from brain_mtl.module import BrainTumorModule
 
 SIZE = 32
 GL, ME, PI = CLASS_NAMES.index("glioma"), CLASS_NAMES.index("meningioma"), CLASS_NAMES.index("pituitary")
-
-
-class Output(NamedTuple):
-    mask_logits: torch.Tensor
-    class_logits: torch.Tensor
 
 
 class FakeNet(nn.Module):
@@ -29,7 +28,7 @@ class FakeNet(nn.Module):
         mask_logits = (x[:, :1] - 0.5) * self.scale
         chosen = x[:, 1].mean(dim=(1, 2))
         class_logits = -4.0 * (torch.arange(len(CLASS_NAMES), dtype=x.dtype)[None] - chosen[:, None]) ** 2
-        return Output(mask_logits, class_logits)
+        return UNetOutput(mask_logits, class_logits)
 
 
 def square(top, left, side):
@@ -75,13 +74,47 @@ def make_samples(tmp_path):
     return samples
 
 
-class FakeDataModule:
-    def __init__(self, samples, train_paths=None, batch_size=3):
+class FakeModule(BrainTumorModule):
+    """The real task with :class:`FakeNet` as its network (``configure_models`` is the documented hook)."""
+
+    def configure_models(self) -> None:
+        self.model = FakeNet()
+
+
+class FakeDataModule(pl.LightningDataModule):
+    """The samples as the test split; ``dataset_root``/``is_synthetic``/``train_image_paths`` as given."""
+
+    def __init__(self, samples, train_paths=None, batch_size=3, dataset_root=None, is_synthetic=False):
+        super().__init__()
         self.samples = samples
         self.batch_size = batch_size
+        self.dataset_root = Path(dataset_root) if dataset_root else Path(samples[0]["path"]).parent
+        self.is_synthetic = is_synthetic
         if train_paths is not None:
             self.train_image_paths = train_paths
 
-    def evaluation_dataloader(self, split="test"):
-        assert split == "test"
+    def test_dataloader(self):
         return DataLoader(self.samples, batch_size=self.batch_size, shuffle=False)
+
+
+def run_test(samples, root, module=None, datamodule=None, logger=False, **options):
+    """``trainer.test`` with :class:`EvaluationReport`; returns the callback (its ``report`` and ``paths``)."""
+    options.setdefault("bootstrap", 0)
+    options.setdefault("check_duplicates", False)
+    callback = EvaluationReport(**options)
+    trainer = pl.Trainer(
+        default_root_dir=root,
+        logger=logger,
+        callbacks=[callback],
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+    module = module or FakeModule()
+    if datamodule is False:  # a bare loader: no datamodule facts
+        trainer.test(module, dataloaders=DataLoader(samples, batch_size=3), verbose=False)
+    else:
+        trainer.test(module, datamodule=datamodule or FakeDataModule(samples), verbose=False)
+    return callback

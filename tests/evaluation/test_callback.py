@@ -7,35 +7,9 @@ import pytest
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from brain_mtl.evaluation import EvaluationReport
+from brain_mtl.callbacks import EvaluationReport
 
-from .eval_fakes import FakeDataModule, FakeNet, make_samples
-
-
-class TinyModule(pl.LightningModule):
-    def __init__(self, mask_threshold: float = 0.5) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.model = FakeNet()
-
-    def forward(self, x):
-        return self.model(x)
-
-    def test_step(self, batch, batch_idx):
-        out = self(batch["image"])
-        self.log("test/dummy", out.class_logits.mean(), batch_size=len(batch["label"]))
-
-
-class TinyDataModule(pl.LightningDataModule):
-    def __init__(self, samples):
-        super().__init__()
-        self.fake = FakeDataModule(samples)
-
-    def test_dataloader(self):
-        return self.fake.evaluation_dataloader("test")
-
-    def evaluation_dataloader(self, split="test"):
-        return self.fake.evaluation_dataloader(split)
+from .eval_fakes import FakeDataModule, FakeModule, make_samples
 
 
 def make_trainer(tmp_path, logger, callback):
@@ -56,7 +30,7 @@ def test_callback_writes_report_and_logs_scalars(tmp_path, caplog):
     callback = EvaluationReport(bootstrap=50)
     trainer = make_trainer(tmp_path, logger, callback)
     with caplog.at_level("INFO"):
-        trainer.test(TinyModule(), datamodule=TinyDataModule(make_samples(tmp_path)))
+        trainer.test(FakeModule(), datamodule=FakeDataModule(make_samples(tmp_path)))
     out = tmp_path / "logs" / "run" / "version_0"
     assert callback.paths == (out / "report.json", out / "report.md")
     assert str(out / "report.md") in caplog.text
@@ -75,18 +49,26 @@ def test_callback_writes_report_and_logs_scalars(tmp_path, caplog):
 def test_callback_without_logger_writes_to_root_dir(tmp_path):
     callback = EvaluationReport(bootstrap=0, mask_gate=False)
     trainer = make_trainer(tmp_path, False, callback)
-    trainer.test(TinyModule(), datamodule=TinyDataModule(make_samples(tmp_path)))
+    trainer.test(FakeModule(), datamodule=FakeDataModule(make_samples(tmp_path)))
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["gated"] is None
     assert "with the mask gate" not in (tmp_path / "report.md").read_text()
 
 
-def test_callback_tta_option_reaches_the_report(tmp_path):
-    callback = EvaluationReport(bootstrap=0, mask_gate=False, tta="flip")
+def test_the_module_tta_setting_reaches_the_report(tmp_path):
+    callback = EvaluationReport(bootstrap=0, mask_gate=False)
     trainer = make_trainer(tmp_path, False, callback)
-    trainer.test(TinyModule(), datamodule=TinyDataModule(make_samples(tmp_path)))
+    trainer.test(FakeModule(tta="flip"), datamodule=FakeDataModule(make_samples(tmp_path)))
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["meta"]["tta"] == "flip"
     assert "| test-time augmentation | flip |" in (tmp_path / "report.md").read_text()
-    with pytest.raises(ValueError, match="tta must be one of"):
-        EvaluationReport(tta="rot")
+
+
+def test_a_test_step_without_per_image_statistics_is_a_clear_error(tmp_path):
+    class Plain(FakeModule):
+        def test_step(self, batch, batch_idx):
+            return None
+
+    trainer = make_trainer(tmp_path, False, EvaluationReport(bootstrap=0))
+    with pytest.raises(RuntimeError, match="per-image 'stats'"):
+        trainer.test(Plain(), datamodule=FakeDataModule(make_samples(tmp_path)))

@@ -3,6 +3,7 @@
 import shutil
 
 import numpy as np
+import pytest
 
 from brain_mtl.classes import NO_TUMOR
 from brain_mtl.data.datamodule import BrainTumorDataModule
@@ -22,7 +23,9 @@ def test_report_on_synthetic_folder_lists_planted_leak(tmp_path):
 
     datamodule = BrainTumorDataModule(root=str(root), image_size=32, batch_size=4, num_workers=0, augment="none")
     module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8)
-    report = evaluate(module, datamodule, bootstrap=20)  # sets the datamodule up itself
+    report = evaluate(module, datamodule, bootstrap=20, check_duplicates=True)
+    _, md_path = write_report(report, tmp_path / "report")
+    report = report.to_dict()
 
     index = datamodule.index
     test_cls = index.classification("test")
@@ -39,7 +42,6 @@ def test_report_on_synthetic_folder_lists_planted_leak(tmp_path):
     assert report["ungated"]["all_images"]["n_images"] == 9
     probs = np.array([[v for k, v in row.items() if k.startswith("p_")] for row in report["per_image"]])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
-    _, md_path = write_report(report, tmp_path / "report")
     text = md_path.read_text()
     assert str(leaked.name) in text
     assert f"> **Synthetic data.** These figures are on the synthetic dataset in `{root.absolute()}`" in text
@@ -52,14 +54,16 @@ def test_report_on_a_folder_not_written_by_the_generator_is_not_synthetic(tmp_pa
     (root / "manifest.csv").unlink()
     datamodule = BrainTumorDataModule(root=str(root), image_size=32, batch_size=4, num_workers=0, augment="none")
     module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8)
-    meta = evaluate(module, datamodule, bootstrap=0)["meta"]
+    meta = evaluate(module, datamodule, bootstrap=0).meta.extra
     assert meta["data_root"] == str(root.absolute()) and meta["data_synthetic"] is False
 
 
-def test_cli_test_writes_the_report_into_the_log_folder(tmp_path, caplog):
+def test_cli_test_report_agrees_with_the_logged_test_metrics_on_the_same_checkpoint(tmp_path, caplog):
+    """One metrics path: report.json and TensorBoard's test/... scalars come from the same test steps."""
     import json
 
     import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from brain_mtl.cli import main
 
@@ -69,6 +73,8 @@ def test_cli_test_writes_the_report_into_the_log_folder(tmp_path, caplog):
         "trainer": {
             "accelerator": "cpu",
             "devices": 1,
+            "max_epochs": 1,
+            "limit_train_batches": 3,
             "default_root_dir": str(tmp_path / "run"),
             "enable_progress_bar": False,
             "logger": {
@@ -76,17 +82,30 @@ def test_cli_test_writes_the_report_into_the_log_folder(tmp_path, caplog):
                 "init_args": {"save_dir": str(tmp_path / "run"), "name": "tb"},
             },
             "callbacks": [
-                {"class_path": "brain_mtl.evaluation.EvaluationReport", "init_args": {"bootstrap": 20, "tta": "d4"}},
+                {
+                    "class_path": "brain_mtl.callbacks.RunCheckpoint",
+                    "init_args": {"monitor": "val/score", "mode": "max"},
+                },
+                {"class_path": "brain_mtl.callbacks.EvaluationReport", "init_args": {"bootstrap": 20}},
             ],
         },
-        "model": {"base_channels": 4, "depth": 2, "classifier_hidden": 8, "mask_threshold": 0.4},
-        "data": {"root": str(root), "image_size": 32, "batch_size": 4, "num_workers": 0},
+        "model": {
+            "base_channels": 4,
+            "depth": 2,
+            "classifier_hidden": 8,
+            "mask_threshold": 0.4,
+            "false_mask_min_area": 3,
+            "lr": 0.01,
+        },
+        "data": {"root": str(root), "image_size": 32, "batch_size": 4, "num_workers": 0, "val_fraction": 0.25},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(path)]) == 0
+    checkpoint = next((tmp_path / "run").rglob("last.ckpt"))
     with caplog.at_level("INFO"):
-        assert main(["test", "--config", str(path)]) == 0
-    out = tmp_path / "run" / "tb" / "version_0"
+        assert main(["test", "--config", str(path), "--ckpt_path", str(checkpoint), "--model.tta", "d4"]) == 0
+    out = tmp_path / "run" / "tb" / "version_1"
     assert f"Evaluation report written to {out / 'report.md'}" in caplog.text
 
     def refuse(constant):
@@ -94,6 +113,22 @@ def test_cli_test_writes_the_report_into_the_log_folder(tmp_path, caplog):
 
     report = json.loads((out / "report.json").read_text(), parse_constant=refuse)
     assert report["meta"]["n_images"] == 8 and report["meta"]["mask_threshold"] == 0.4
-    assert report["meta"]["tta"] == "d4"  # the config's init_args reach the report
+    assert report["meta"]["tta"] == "d4" and report["meta"]["ckpt_path"] == str(checkpoint)
     assert report["meta"]["data_root"] == str(root.absolute()) and report["meta"]["data_synthetic"] is True
     assert (out / "report.md").read_text().startswith("# Evaluation report")
+
+    events = EventAccumulator(str(out))
+    events.Reload()
+    logged = {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+    pairs = {
+        "test/cls/acc": report["classification"]["accuracy"],
+        "test/cls/precision": report["classification"]["macro_precision"],
+        "test/cls/recall": report["classification"]["macro_recall"],
+        "test/cls/f1": report["classification"]["macro_f1"],
+        "test/seg/dice": report["ungated"]["tumour_segmentation"]["overall"]["dice_pooled"],
+        "test/seg/iou": report["ungated"]["tumour_segmentation"]["overall"]["iou_pooled"],
+        "test/seg/pixel_acc": report["ungated"]["tumour_segmentation"]["overall"]["pixel_accuracy_pooled"],
+        "test/seg/false_mask_rate": report["ungated"]["false_masks"]["rate"],
+    }
+    for tag, value in pairs.items():
+        assert logged[tag] == pytest.approx(value, abs=1e-5), tag

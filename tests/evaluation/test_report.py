@@ -1,4 +1,4 @@
-"""evaluate(), build_report() and write_report() end to end on a tiny fake model and fake datamodule."""
+"""The report built from the test loop's per-image statistics, end to end on a network with a known output."""
 
 import json
 import math
@@ -12,14 +12,14 @@ import torch
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.data.index import DatasetIndex, ImageRecord
 from brain_mtl.evaluation import ImageRecords, build_report, cross_split_duplicates, evaluate, write_report
-from brain_mtl.evaluation import metrics as M
 from brain_mtl.evaluation.leakage import datamodule_duplicates, index_duplicates
+from brain_mtl.metrics import hd95
 
-from .eval_fakes import CASES, GL, SIZE, FakeDataModule, FakeNet, make_samples
+from .eval_fakes import CASES, GL, SIZE, FakeDataModule, FakeModule, FakeNet, make_samples, run_test
 
 
-def test_evaluate_matches_direct_counts(tmp_path):
-    report = evaluate(FakeNet(), FakeDataModule(make_samples(tmp_path)), bootstrap=200, false_mask_min_area=10)
+def test_report_from_the_test_loop_matches_direct_counts(tmp_path):
+    report = run_test(make_samples(tmp_path), tmp_path, bootstrap=200).report.to_dict()
     meta = report["meta"]
     assert (meta["n_images"], meta["n_images_with_mask"], meta["n_tumour_images_with_mask"]) == (8, 7, 4)
     assert meta["n_no_tumour_images"] == 3 and meta["n_tumour_images_without_mask"] == 1
@@ -37,7 +37,7 @@ def test_evaluate_matches_direct_counts(tmp_path):
     assert seg["dice_per_image"]["median"] == pytest.approx(np.median(per_image))
     assert seg["dice_per_image"]["sd"] == pytest.approx(np.std(per_image, ddof=1))
     assert seg["hd95_px"]["n"] == 3 and seg["hd95_px"]["n_undefined_one_empty"] == 1
-    assert seg["hd95_px"]["median"] == pytest.approx(np.median([M.hd95(CASES[0][2], CASES[0][1]), 0.0, 0.0]))
+    assert seg["hd95_px"]["median"] == pytest.approx(np.median([hd95(CASES[0][2], CASES[0][1]), 0.0, 0.0]))
     by_class = report["ungated"]["tumour_segmentation"]["by_class"]
     assert set(by_class) == {"glioma", "meningioma", "pituitary"}
     assert by_class["meningioma"]["dice_pooled"] == 1.0 and by_class["pituitary"]["dice_pooled"] == 0.0
@@ -85,9 +85,9 @@ def test_evaluate_matches_direct_counts(tmp_path):
     assert report["leakage"]["checked"] is False
 
 
-def test_batched_evaluation_equals_records_from_full_masks(tmp_path):
+def test_test_loop_in_batches_equals_records_from_full_masks(tmp_path):
     samples = make_samples(tmp_path)
-    via_model = evaluate(FakeNet(), FakeDataModule(samples, batch_size=2), bootstrap=100, seed=3)
+    via_loop = run_test(samples, tmp_path, datamodule=FakeDataModule(samples, batch_size=2), bootstrap=100, seed=3)
     probs = np.stack([np.eye(len(CLASS_NAMES))[c[3]] for c in CASES])  # not the model's softmax: compare masks only
     records = ImageRecords.from_masks(
         [s["path"] for s in samples],
@@ -99,47 +99,41 @@ def test_batched_evaluation_equals_records_from_full_masks(tmp_path):
     )
     direct = build_report(records, bootstrap=100, seed=3)
     for section in ("ungated", "gated"):
-        for key, item in direct[section]["headline"].items():
-            other = via_model[section]["headline"][key]
-            assert other["value"] == pytest.approx(item["value"], nan_ok=True), key
-            assert other["ci95"] == pytest.approx(item["ci95"], nan_ok=True), key
+        for key, item in getattr(direct, section).headline.items():
+            other = getattr(via_loop.report, section).headline[key]
+            assert other.value == pytest.approx(item.value, nan_ok=True), key
+            assert other.ci95 == pytest.approx(item.ci95, nan_ok=True), key
 
 
-def test_mask_threshold_comes_from_module_hparams(tmp_path):
-    samples = make_samples(tmp_path)[:2]
+def test_mask_threshold_and_false_mask_area_come_from_the_module(tmp_path):
+    samples = make_samples(tmp_path)
     samples[1]["image"][0] *= 0.55  # mask probability sigmoid(20 * 0.05) = 0.73 inside the square
-
-    net = FakeNet()
-    net.hparams = {"mask_threshold": 0.8}  # what a LightningModule's save_hyperparameters() provides
-    report = evaluate(net, FakeDataModule(samples), bootstrap=0, check_duplicates=False)
-    assert report["meta"]["mask_threshold"] == 0.8
-    assert report["per_image"][1]["pred_area_px"] == 0
-    report = evaluate(FakeNet(), FakeDataModule(samples), bootstrap=0)
-    assert report["meta"]["mask_threshold"] == 0.5
-    assert report["per_image"][1]["pred_area_px"] == 36
-
-
-def test_false_mask_min_area_comes_from_module_hparams(tmp_path):
-    samples = make_samples(tmp_path)  # healthy images: a 25 px mask, an empty one, a 4 px speck
-    report = evaluate(FakeNet(), FakeDataModule(samples), bootstrap=0)
-    assert report["ungated"]["false_masks"]["n_flagged"] == 1 and report["meta"]["false_mask_min_area_px"] == 10
-    net = FakeNet()
-    net.hparams = {"false_mask_min_area": 3}
-    report = evaluate(net, FakeDataModule(samples), bootstrap=0)
-    assert report["ungated"]["false_masks"]["n_flagged"] == 2 and report["meta"]["false_mask_min_area_px"] == 3
-    report = evaluate(net, FakeDataModule(samples), bootstrap=0, false_mask_min_area=30)
-    assert report["ungated"]["false_masks"]["n_flagged"] == 0
+    report = run_test(samples, tmp_path, FakeModule(mask_threshold=0.8)).report
+    assert report.meta.mask_threshold == 0.8 and report.per_image[1]["pred_area_px"] == 0
+    report = run_test(samples, tmp_path, FakeModule()).report
+    assert report.meta.mask_threshold == 0.5 and report.per_image[1]["pred_area_px"] == 36
+    # Healthy images: a 25 px mask, an empty one, a 4 px speck.
+    assert report.ungated.false_masks.n_flagged == 1 and report.meta.false_mask_min_area_px == 10
+    report = run_test(samples, tmp_path, FakeModule(false_mask_min_area=3)).report
+    assert report.ungated.false_masks.n_flagged == 2 and report.meta.false_mask_min_area_px == 3
 
 
-def test_evaluate_restores_training_mode_and_rejects_size_mismatch(tmp_path):
-    net = FakeNet().train()
-    evaluate(net, FakeDataModule(make_samples(tmp_path)), bootstrap=0)
-    assert net.training
+def test_masks_of_another_size_than_the_prediction_are_refused(tmp_path):
     samples = make_samples(tmp_path)
     for s in samples:
         s["mask"] = s["mask"][:, :16, :16]
-    with pytest.raises(ValueError, match="mask logits"):
-        evaluate(net, FakeDataModule(samples), bootstrap=0)
+    with pytest.raises(ValueError, match="ground-truth masks are"):
+        run_test(samples, tmp_path)
+
+
+def test_gate_min_area_empties_small_masks_with_the_postprocess_gate(tmp_path):
+    report = run_test(make_samples(tmp_path), tmp_path, gate_min_area=30).report
+    # Predicted areas 64, 36, 0, 25, 0, 4, 81, 25 px; the class head vetoes images 3, 5 and 7. At 30 px the
+    # masks it does not veto are all large enough; at 40 px the 36 px mask of image 1 goes too.
+    emptied = [row["gate_empties_mask"] for row in report.per_image]
+    assert emptied == [False, False, False, True, False, True, False, True]
+    report = run_test(make_samples(tmp_path), tmp_path, gate_min_area=40).report
+    assert [row["gate_empties_mask"] for row in report.per_image][:2] == [False, True]  # 64 px stays, 36 px goes
 
 
 def test_write_report_files(tmp_path):
@@ -150,14 +144,15 @@ def test_write_report_files(tmp_path):
     (train / "other.png").write_bytes(b"image X")  # same size, different content
     (train / "long.png").write_bytes(b"something else entirely")
     dm = FakeDataModule(samples, train_paths=sorted(str(p) for p in train.iterdir()))
-    report = evaluate(FakeNet(), dm, bootstrap=50)
+    report = run_test(samples, tmp_path, datamodule=dm, bootstrap=50, check_duplicates=True).report
+    json_path, md_path = write_report(report, tmp_path / "out")
+    report = report.to_dict()
     assert report["leakage"]["checked"] and report["leakage"]["n_groups"] == 1
     assert report["leakage"]["groups"][0] == {
         "train": [str(train / "copy_of_3.png")],
         "evaluated": [samples[3]["path"]],
     }
 
-    json_path, md_path = write_report(report, tmp_path / "out")
     loaded = json.loads(json_path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
     assert loaded["headline"]["accuracy"] == pytest.approx(6 / 8)
     # NaN (e.g. the undefined HD95 maximum of the pituitary image) is written as null
@@ -182,13 +177,13 @@ def test_write_report_files(tmp_path):
 
 def test_report_says_where_the_data_is_and_whether_it_is_synthetic(tmp_path):
     samples = make_samples(tmp_path)
-    unknown = evaluate(FakeNet(), FakeDataModule(samples), bootstrap=0, check_duplicates=False)
+    unknown = run_test(samples, tmp_path, datamodule=False).report.to_dict()
     assert unknown["meta"]["data_root"] is None and unknown["meta"]["data_synthetic"] is None
 
-    dm = FakeDataModule(samples)
-    dm.dataset_root, dm.is_synthetic = tmp_path / "real", False
-    real = evaluate(FakeNet(), dm, bootstrap=0, check_duplicates=False)
-    assert real["meta"]["data_root"] == str((tmp_path / "real").absolute()) and real["meta"]["data_synthetic"] is False
+    dm = FakeDataModule(samples, dataset_root=tmp_path / "real", is_synthetic=False)
+    real = run_test(samples, tmp_path, datamodule=dm).report
+    assert real.meta.extra["data_root"] == str((tmp_path / "real").absolute())
+    assert real.meta.extra["data_synthetic"] is False
     json_path, md_path = write_report(real, tmp_path / "real_out")
     assert json.loads(json_path.read_text())["meta"]["data_synthetic"] is False
     text = md_path.read_text()
@@ -196,7 +191,7 @@ def test_report_says_where_the_data_is_and_whether_it_is_synthetic(tmp_path):
     assert "Synthetic data." not in text
 
     dm.is_synthetic = True
-    _, md_path = write_report(evaluate(FakeNet(), dm, bootstrap=0, check_duplicates=False), tmp_path / "syn_out")
+    _, md_path = write_report(run_test(samples, tmp_path, datamodule=dm).report, tmp_path / "syn_out")
     assert "> **Synthetic data.**" in md_path.read_text()
 
 
@@ -253,10 +248,9 @@ def test_evaluate_runs_the_real_task_module(tmp_path):
 
     module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8, mask_threshold=0.3)
     report = evaluate(module, FakeDataModule(make_samples(tmp_path)), bootstrap=20)
-    assert report["meta"]["n_images"] == len(CASES) and report["meta"]["mask_threshold"] == 0.3
-    probs = np.array([[row[f"p_{name}"] for name in CLASS_NAMES] for row in report["per_image"]])
+    assert report.meta.n_images == len(CASES) and report.meta.mask_threshold == 0.3
+    probs = np.array([[row[f"p_{name}"] for name in CLASS_NAMES] for row in report.per_image])
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
-    assert module.training  # a fresh LightningModule is in training mode, and evaluate() leaves it so
 
 
 class _RampNet(FakeNet):
@@ -273,35 +267,37 @@ class _RampNet(FakeNet):
         return out._replace(mask_logits=out.mask_logits + ramp)
 
 
+class _RampModule(FakeModule):
+    def configure_models(self) -> None:
+        self.model = _RampNet()
+
+
 def test_report_with_tta_averages_the_views_and_says_so(tmp_path):
-    from brain_mtl.evaluation import collect_records
     from brain_mtl.inference.tta import tta_probs
 
     samples = make_samples(tmp_path)
-    datamodule = FakeDataModule(samples, batch_size=3)
     # FakeNet is equivariant (its mask is pixel-wise, its class a global mean): TTA changes no figure.
-    plain = evaluate(FakeNet(), datamodule, bootstrap=0, check_duplicates=False)
-    d4 = evaluate(FakeNet(), datamodule, bootstrap=0, check_duplicates=False, tta="d4")
-    assert plain["meta"]["tta"] == "none" and d4["meta"]["tta"] == "d4"
-    for key, value in plain["headline"].items():
-        assert d4["headline"][key] == pytest.approx(value, nan_ok=True), key
-    assert "no test-time augmentation" in plain["conventions"]["forward"]
-    assert "'d4'" in d4["conventions"]["forward"] and "averaged over the views" in d4["conventions"]["forward"]
+    plain = run_test(samples, tmp_path, FakeModule()).report
+    d4 = run_test(samples, tmp_path, FakeModule(tta="d4")).report
+    assert plain.meta.tta == "none" and d4.meta.tta == "d4"
+    for key, value in plain.headline.items():
+        assert d4.headline[key] == pytest.approx(value, nan_ok=True), key
+    assert "no test-time augmentation" in plain.conventions["forward"]
+    assert "'d4'" in d4.conventions["forward"] and "averaged over the views" in d4.conventions["forward"]
 
     # A network that is not equivariant: 8 forward passes per batch, masks from the averaged probabilities.
-    model = _RampNet()
-    records = collect_records(model, datamodule.evaluation_dataloader(), tta="d4")
-    assert len(model.calls) == 8 * math.ceil(len(samples) / 3)
+    module = _RampModule(tta="d4")
+    records = run_test(samples, tmp_path, module).records
+    assert len(module.model.calls) == 8 * math.ceil(len(samples) / 3)
     images = torch.stack([s["image"] for s in samples])
     mask_probs, class_probs = tta_probs(_RampNet(), images, "d4")
     np.testing.assert_array_equal(records.pred_area, (mask_probs > 0.5).sum(dim=(1, 2, 3)).numpy())
-    np.testing.assert_allclose(records.probs, class_probs.numpy(), atol=1e-6)
-    untransformed = collect_records(_RampNet(), datamodule.evaluation_dataloader())
+    np.testing.assert_allclose(records.probs, class_probs.numpy(), atol=1e-5)
+    untransformed = run_test(samples, tmp_path, _RampModule()).records
     assert not np.array_equal(untransformed.pred_area, records.pred_area)
 
     _, md_path = write_report(d4, tmp_path / "report")
-    text = md_path.read_text()
-    assert "| test-time augmentation | d4 |" in text
+    assert "| test-time augmentation | d4 |" in md_path.read_text()
     assert json.loads((tmp_path / "report" / "report.json").read_text())["meta"]["tta"] == "d4"
-    with pytest.raises(ValueError, match="tta must be one of"):
-        evaluate(FakeNet(), datamodule, bootstrap=0, tta="d8")
+    with pytest.raises(ValueError, match="tta must be"):
+        FakeModule(tta="d8")

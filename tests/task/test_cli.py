@@ -46,6 +46,7 @@ def test_fit_logs_losses_metrics_pictures_and_checkpoints(make_config, tmp_path)
     tags = scalars(tmp_path)
     for tag in (
         "train/loss_step",
+        "train/loss",
         "train/loss/mask",
         "train/loss/class",
         "train/seg/dice",
@@ -182,9 +183,24 @@ def test_ddp_on_two_cpu_processes_synchronises_metrics(make_config, tiny_root, t
     ddp_config = make_config(
         tmp_path / "ddp", overrides={"trainer.strategy": "ddp", "trainer.devices": 2, **even_split}
     )
-    subprocess.run(
-        [sys.executable, "-m", "brain_mtl", "fit", "--config", str(ddp_config)], check=True, cwd=tmp_path, timeout=600
+    # The training loss of rank r is offset by 100 r (no gradient change): a train/loss synchronised over both
+    # processes is the plain loss + 50; rank 0's own value would be the plain loss (about 1-2).
+    script = tmp_path / "rank_offset_fit.py"
+    script.write_text(
+        "import sys\n"
+        "from brain_mtl.cli import main\n"
+        "from brain_mtl.module import BrainTumorModule\n"
+        "class RankOffsetModule(BrainTumorModule):\n"
+        "    def compute_loss(self, outputs, batch, stage):\n"
+        "        parts = super().compute_loss(outputs, batch, stage)\n"
+        "        return parts._replace(total=parts.total + 100.0 * self.global_rank) if stage == 'train' else parts\n"
+        "sys.exit(main(sys.argv[1:], model_class=RankOffsetModule))\n"
     )
+    subprocess.run(
+        [sys.executable, str(script), "fit", "--config", str(ddp_config)], check=True, cwd=tmp_path, timeout=600
+    )
+    train_loss = scalars(tmp_path / "ddp")["train/loss"][-1][1]
+    assert 45 < train_loss < 55, train_loss
     checkpoint = tmp_path / "ddp" / "checkpoints" / "last.ckpt"
     single = make_config(tmp_path / "single", overrides=even_split)
     assert main(["validate", "--config", str(single), "--ckpt_path", str(checkpoint)]) == 0

@@ -71,3 +71,60 @@ def test_false_mask_rate_counts_images_with_enough_predicted_pixels():
     pred[1, 0, 0, :2] = True  # 2 pixels: below the minimum area
     metric.update(pred)
     assert metric.compute() == pytest.approx(1 / 4)
+
+
+def _eval_batch(n: int = 6, size: int = 32) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    mask = (torch.rand(n, 1, size, size, generator=generator) > 0.7).float()
+    labels = torch.tensor([0, 1, 2, 3, 0, 3])[:n]
+    mask[labels == 3] = 0
+    return {
+        "image": torch.randn(n, 3, size, size, generator=generator),
+        "mask": mask,
+        "has_mask": torch.ones(n, dtype=torch.bool),
+        "label": labels,
+        "path": [f"img_{i}.png" for i in range(n)],
+    }
+
+
+def test_val_loss_is_the_criterions_total_never_reweighted(tmp_path):
+    """A subclass whose criterion weighs the parts differently from the hparams gets its own total as val/loss."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    from brain_mtl.losses import JointLoss
+    from brain_mtl.module import BrainTumorModule
+
+    class Reweighted(BrainTumorModule):
+        def configure_losses(self) -> None:
+            self.criterion = JointLoss(mask_weight=3.0, class_weight=0.5)
+
+    module = Reweighted(base_channels=4, depth=2, classifier_hidden=8)  # hparams keep both weights at 1
+    batch = _eval_batch()
+    samples = [{k: v[i] for k, v in batch.items()} for i in range(6)]
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    (logged,) = trainer.validate(module, dataloaders=DataLoader(samples, batch_size=3), verbose=False)
+    expected = 3.0 * logged["val/loss/mask"] + 0.5 * logged["val/loss/class"]
+    assert logged["val/loss"] == pytest.approx(expected, rel=1e-5)
+    assert logged["val/loss"] != pytest.approx(logged["val/loss/mask"] + logged["val/loss/class"], rel=1e-3)
+
+
+def test_compute_loss_follows_the_stage_not_the_module_mode():
+    """Validation takes the class loss from the classification images only, whatever train()/eval() says."""
+    from brain_mtl.models import UNetOutput
+    from brain_mtl.module import BrainTumorModule
+
+    module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8)
+    generator = torch.Generator().manual_seed(1)
+    seg_logits, cls_logits = torch.randn(4, 4, generator=generator), torch.randn(4, 4, generator=generator)
+    outputs = {"seg": UNetOutput(torch.randn(4, 1, 8, 8, generator=generator), seg_logits), "cls": cls_logits}
+    labels = torch.tensor([0, 1, 2, 0])
+    batch = {"seg": {"mask": torch.zeros(4, 1, 8, 8), "label": labels}, "cls": {"label": torch.tensor([3, 1, 2, 3])}}
+    ce = torch.nn.functional.cross_entropy
+    module.train()
+    val = module.compute_loss(outputs, batch, "val")
+    assert val.cls == pytest.approx(float(ce(cls_logits, batch["cls"]["label"])))
+    module.eval()
+    train = module.compute_loss(outputs, batch, "train")
+    both = ce(torch.cat([seg_logits, cls_logits]), torch.cat([labels, batch["cls"]["label"]]))
+    assert train.cls == pytest.approx(float(both))

@@ -88,29 +88,25 @@ class PredictionGrid(Callback):
 
 
 class ConfusionMatrixImage(Callback):
-    """Log the confusion matrix of the classification loader (all four classes) as an image each epoch.
+    """Log the confusion matrix of the validation and test images (all four classes) as an image each epoch.
 
     Tags: ``val/confusion_matrix`` and ``test/confusion_matrix``. The counts are synchronised across processes.
 
     Args:
         num_classes: number of classes.
-        dataloader_idx: index of the classification loader among the validation/test loaders.
     """
 
-    def __init__(self, num_classes: int = len(CLASS_NAMES), dataloader_idx: int = 1) -> None:
+    def __init__(self, num_classes: int = len(CLASS_NAMES)) -> None:
         self.num_classes = num_classes
-        self.dataloader_idx = dataloader_idx
         self.matrix: MulticlassConfusionMatrix | None = None
 
-    def _update(self, pl_module: LightningModule, outputs: Any, batch: Any, dataloader_idx: int) -> None:
-        if dataloader_idx != self.dataloader_idx or not isinstance(outputs, dict) or "cls" not in outputs:
+    def _update(self, pl_module: LightningModule, outputs: Any, batch: Any) -> None:
+        if not isinstance(outputs, dict) or "eval" not in outputs:
             return
         if self.matrix is None:
             self.matrix = MulticlassConfusionMatrix(self.num_classes)
         self.matrix = self.matrix.to(pl_module.device)
-        cls_out = outputs["cls"]
-        logits = getattr(cls_out, "class_logits", cls_out)
-        self.matrix.update(logits.argmax(dim=1), batch["label"])
+        self.matrix.update(outputs["eval"].class_logits.argmax(dim=1), batch["label"])
 
     def _log(self, trainer: Trainer, stage: str) -> None:
         if self.matrix is None or trainer.sanity_checking:
@@ -126,10 +122,10 @@ class ConfusionMatrixImage(Callback):
     def on_validation_batch_end(  # noqa: D102
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
     ) -> None:
-        self._update(pl_module, outputs, batch, dataloader_idx)
+        self._update(pl_module, outputs, batch)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: D102
-        self._update(pl_module, outputs, batch, dataloader_idx)
+        self._update(pl_module, outputs, batch)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
         self._log(trainer, "val")

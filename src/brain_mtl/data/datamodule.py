@@ -318,27 +318,29 @@ class BrainTumorDataModule(L.LightningDataModule):
             self._cls_specs(split), self._transform(split), self._cache_for(split), self._random(split)
         )
 
-    def _dataloader_factory(self, split: str) -> CombinedLoader | list[DataLoader]:
-        self._check_split(split)
-        train = split == "train"
-        seg = self._loader(self.segmentation_dataset(split), train)
-        cls = self._loader(self.classification_dataset(split), train)
-        if train:
+    def _dataloader_factory(self, split: str) -> CombinedLoader | DataLoader:
+        if split == "train":
+            self._check_split(split)
+            seg = self._loader(self.segmentation_dataset(split), train=True)
+            cls = self._loader(self.classification_dataset(split), train=True)
             return CombinedLoader({"seg": seg, "cls": cls}, mode=self.train_mode)
-        return [seg, cls]
+        return self.evaluation_dataloader(split)
 
     def train_dataloader(self) -> CombinedLoader:
         """``CombinedLoader({"seg": ..., "cls": ...})`` over the training split, shuffled and augmented."""
         return self._dataloader_factory("train")
 
-    def val_dataloader(self) -> list[DataLoader]:
-        """``[segmentation loader, classification loader]`` over validation (empty list without validation)."""
+    def val_dataloader(self) -> DataLoader | list:
+        """Every validation image once, with its mask where known (:meth:`evaluation_dataloader`).
+
+        An empty list when the dataset has no validation split.
+        """
         if "val" not in self._require_index().splits:
             return []
         return self._dataloader_factory("val")
 
-    def test_dataloader(self) -> list[DataLoader]:
-        """``[segmentation loader, classification loader]`` over the test split."""
+    def test_dataloader(self) -> DataLoader:
+        """Every test image once, with its mask where known (:meth:`evaluation_dataloader`)."""
         return self._dataloader_factory("test")
 
     def predict_dataloader(self) -> DataLoader:

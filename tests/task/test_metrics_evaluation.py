@@ -4,8 +4,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from brain_mtl.evaluation import metrics as M
+from brain_mtl import metrics as M
+from brain_mtl.evaluation import statistics as S
 
 
 def square(shape, top, left, side):
@@ -162,16 +164,14 @@ def test_confusion_matrix_and_per_class_metrics():
     for y, p in zip(labels, preds, strict=True):
         expected[y, p] += 1
     np.testing.assert_array_equal(matrix, expected)
-    precision, recall, f1 = M.precision_recall_f1(matrix)
+    per_class = M.classification_summary(np.eye(4)[preds], labels, ["a", "b", "c", "d"])["per_class"]
     # class 0: predicted 3 times (2 right), 3 true (2 found)
-    assert precision[0] == pytest.approx(2 / 3) and recall[0] == pytest.approx(2 / 3)
+    assert per_class["a"]["precision"] == pytest.approx(2 / 3) and per_class["a"]["recall"] == pytest.approx(2 / 3)
     # class 3: predicted twice (1 right), 2 true (1 found)
-    assert precision[3] == pytest.approx(1 / 2) and recall[3] == pytest.approx(1 / 2)
-    assert f1[2] == 1.0
-    # batched (bootstrap-shaped) input gives one matrix per row
-    stacked = M.confusion_matrix(np.stack([labels, labels]), np.stack([preds, labels]), 4)
-    np.testing.assert_array_equal(stacked[0], expected)
-    np.testing.assert_array_equal(stacked[1], np.diag(np.bincount(labels, minlength=4)))
+    assert per_class["d"]["precision"] == pytest.approx(1 / 2) and per_class["d"]["recall"] == pytest.approx(1 / 2)
+    assert per_class["c"]["f1"] == 1.0
+    with pytest.raises(ValueError, match="class indices"):
+        M.confusion_matrix(labels, preds + 1, 4)
 
 
 def test_classification_summary_known_case():
@@ -179,12 +179,42 @@ def test_classification_summary_known_case():
     probs = np.eye(4)[[0, 1, 1, 1, 2, 0]] * 0.7 + 0.075  # rows sum to 1; argmax = the chosen class
     summary = M.classification_summary(probs, labels, ["a", "b", "c", "d"])
     assert summary["accuracy"] == pytest.approx(4 / 6)
-    # class d is absent from the truth and never predicted: macro averages over a, b, c only.
+    # class d is absent from the truth and never predicted: macro averages over a, b, c only (torchmetrics leaves
+    # out a class with tp + fp + fn = 0).
     f1 = {"a": 2 * 0.5 * 0.5 / 1.0, "b": 2 * (2 / 3) * 1 / (2 / 3 + 1), "c": 2 * 1 * 0.5 / 1.5}
     assert summary["macro_f1"] == pytest.approx(sum(f1.values()) / 3)
     assert summary["per_class"]["b"]["precision"] == pytest.approx(2 / 3)
     assert summary["per_class"]["d"]["support"] == 0
     assert summary["confusion_matrix"]["counts"][2] == [1, 0, 1, 0]
+    assert M.macro_f1(labels, probs.argmax(1), 4) == pytest.approx(summary["macro_f1"])
+
+
+def test_classification_summary_equals_the_logged_torchmetrics_collection():
+    """The report's classification figures and the training loop's logged ones are the same computation."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(64, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 64)  # class 3 absent from the truth, but predicted now and then
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    summary = M.classification_summary(probs, labels, ["a", "b", "c", "d"])
+    logged = M.classification_metrics(4)(torch.from_numpy(logits), torch.from_numpy(labels))
+    for key, logged_key in (("accuracy", "acc"), ("macro_precision", "precision"), ("macro_recall", "recall")):
+        assert summary[key] == pytest.approx(float(logged[logged_key]), abs=1e-6), key
+    assert summary["macro_f1"] == pytest.approx(float(logged["f1"]), abs=1e-6)
+
+
+def test_image_stats_counts_areas_and_hd95_per_image():
+    truth = torch.zeros(3, 1, 8, 8)
+    truth[0, 0, 2:4, 2:4] = 1  # 4 px tumour
+    probs = torch.zeros(3, 1, 8, 8)
+    probs[0, 0, 2:4, 2:5] = 0.9  # 6 px predicted: tp 4, fp 2
+    probs[1, 0, 0, 0] = 0.9  # a speck on an image whose truth is empty
+    probs[2, 0] = 0.9  # unknown truth: counted but no HD95
+    stats = M.image_stats(probs, torch.eye(4)[:3], truth, torch.tensor([True, True, False]), threshold=0.5)
+    assert stats.counts[0].tolist() == [4, 2, 0, 58]
+    assert stats.counts[1].tolist() == [0, 1, 0, 63]
+    assert stats.truth_area.tolist() == [4, 0, 0] and stats.pred_area.tolist() == [6, 1, 64]
+    assert stats.hd95[0] == pytest.approx(M.hd95(probs[0, 0].numpy() > 0.5, truth[0, 0].numpy() > 0))
+    assert math.isnan(stats.hd95[1]) and math.isnan(stats.hd95[2])  # one mask empty: undefined; unknown: not computed
 
 
 def test_ece_known_cases():
@@ -203,7 +233,7 @@ def test_ece_known_cases():
     assert M.expected_calibration_error(probs, np.array([0, 1, 0, 1])) == pytest.approx(0.0, abs=1e-12)
 
 
-def test_ece_matches_loop_over_bins():
+def test_ece_matches_loop_over_bins():  # torchmetrics' bins: [b/15, (b+1)/15)
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(300, 4)) * 2
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
@@ -212,7 +242,7 @@ def test_ece_matches_loop_over_bins():
     expected = 0.0
     for b in range(15):
         lo, hi = b / 15, (b + 1) / 15
-        in_bin = (conf > lo) & (conf <= hi)
+        in_bin = (conf >= lo) & (conf < hi)
         if in_bin.any():
             expected += in_bin.mean() * abs((pred[in_bin] == labels[in_bin]).mean() - conf[in_bin].mean())
     assert M.expected_calibration_error(probs, labels) == pytest.approx(expected)
@@ -223,13 +253,13 @@ def test_ece_matches_loop_over_bins():
 
 def test_size_terciles():
     areas = np.arange(1, 10, dtype=float)  # 1..9
-    (q1, q2), group = M.size_terciles(areas)
+    (q1, q2), group = S.size_terciles(areas)
     assert (q1, q2) == pytest.approx((np.quantile(areas, 1 / 3), np.quantile(areas, 2 / 3)))
     np.testing.assert_array_equal(group, [0, 0, 0, 1, 1, 1, 2, 2, 2])
 
 
 def test_summarize_excludes_nan_and_counts_it():
-    s = M.summarize([1.0, 2.0, 6.0, float("nan")])
+    s = S.summarize([1.0, 2.0, 6.0, float("nan")])
     assert s["mean"] == pytest.approx(3.0) and s["median"] == 2.0
     assert s["sd"] == pytest.approx(np.std([1, 2, 6], ddof=1))
     assert (s["n"], s["n_excluded"]) == (3, 1)
@@ -240,16 +270,16 @@ def test_bootstrap_contains_estimate_narrows_and_is_seeded():
     widths = []
     for n in (20, 100, 500):
         values = rng.beta(5, 2, size=n)
-        low, high = M.bootstrap_ci(lambda x: x.mean(axis=1), [values], n_resamples=1000, seed=0)
+        low, high = S.bootstrap_ci(lambda x: x.mean(axis=1), [values], n_resamples=1000, seed=0)
         assert low < values.mean() < high
         widths.append(high - low)
     assert widths[0] > widths[1] > widths[2]
     # Width of a mean's interval shrinks like 1/sqrt(n): 500 vs 20 images -> about 5 times narrower.
     assert 3 < widths[0] / widths[2] < 8
     values = rng.beta(5, 2, size=50)
-    first = M.bootstrap_ci(lambda x: x.mean(axis=1), [values], seed=0)
-    assert first == M.bootstrap_ci(lambda x: x.mean(axis=1), [values], seed=0)
-    assert first != M.bootstrap_ci(lambda x: x.mean(axis=1), [values], seed=1)
+    first = S.bootstrap_ci(lambda x: x.mean(axis=1), [values], seed=0)
+    assert first == S.bootstrap_ci(lambda x: x.mean(axis=1), [values], seed=0)
+    assert first != S.bootstrap_ci(lambda x: x.mean(axis=1), [values], seed=1)
 
 
 def test_bootstrap_pooled_dice_resamples_images_together():
@@ -258,9 +288,9 @@ def test_bootstrap_pooled_dice_resamples_images_together():
     fp = rng.integers(0, 30, 200)
     fn = rng.integers(0, 30, 200)
     estimate = M.pooled_dice(tp, fp, fn)
-    low, high = M.bootstrap_ci(lambda a, b, c: M.pooled_dice(a, b, c, axis=1), [tp, fp, fn], seed=0)
+    low, high = S.bootstrap_ci(lambda a, b, c: M.pooled_dice(a, b, c, axis=1), [tp, fp, fn], seed=0)
     assert low < estimate < high
     assert high - low < 0.05
     # A constant statistic has a zero-width interval; no images gives NaN.
-    assert M.bootstrap_ci(lambda a: a.mean(axis=1), [np.ones(10)]) == (1.0, 1.0)
-    assert all(math.isnan(v) for v in M.bootstrap_ci(lambda a: a.mean(axis=1), [np.zeros(0)]))
+    assert S.bootstrap_ci(lambda a: a.mean(axis=1), [np.ones(10)]) == (1.0, 1.0)
+    assert all(math.isnan(v) for v in S.bootstrap_ci(lambda a: a.mean(axis=1), [np.zeros(0)]))
