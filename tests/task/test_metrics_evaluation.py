@@ -294,3 +294,10 @@ def test_bootstrap_pooled_dice_resamples_images_together():
     # A constant statistic has a zero-width interval; no images gives NaN.
     assert S.bootstrap_ci(lambda a: a.mean(axis=1), [np.ones(10)]) == (1.0, 1.0)
     assert all(math.isnan(v) for v in S.bootstrap_ci(lambda a: a.mean(axis=1), [np.zeros(0)]))
+
+
+def test_image_stats_of_a_batch_of_one():
+    truth = torch.zeros(1, 1, 8, 8)
+    truth[0, 0, :2, :2] = 1
+    stats = M.image_stats(truth * 0.9, torch.eye(4)[:1], truth, torch.tensor([True]))
+    assert stats.counts.tolist() == [[4, 0, 0, 60]] and stats.hd95.tolist() == [0.0]
