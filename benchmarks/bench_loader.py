@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 
 from brain_mtl.data import BrainTumorDataModule, default_num_workers
-from brain_mtl.data.synthetic import generate_synthetic_dataset
+from brain_mtl.synthetic import generate_synthetic_dataset
 
 
 def upscale_copy(source: Path, target: Path, side: int) -> None:

@@ -13,8 +13,9 @@ import pytest
 
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.data.commands import check_data_main, synth_main
-from brain_mtl.data.index import index_dataset, parse_name
-from brain_mtl.data.synthetic import generate_synthetic_dataset, is_synthetic_dataset, synthesize_slice
+from brain_mtl.data.index import index_dataset
+from brain_mtl.data.layout import parse_name
+from brain_mtl.synthetic import generate_synthetic_dataset, is_synthetic_dataset, synthesize_slice
 
 GLIOMA, MENINGIOMA, PITUITARY, NO_TUMOR = range(4)
 

@@ -840,13 +840,13 @@ def data_facts(datamodule: Any) -> dict[str, Any]:
     """Where the evaluated data is and whether it is synthetic, for the report's ``meta``.
 
     Read from the datamodule's ``dataset_root`` and ``is_synthetic`` (``BrainTumorDataModule``), else from a
-    ``root`` attribute (synthetic when :func:`~brain_mtl.data.synthetic.is_synthetic_dataset` says so).
+    ``root`` attribute (synthetic when :func:`~brain_mtl.synthetic.is_synthetic_dataset` says so).
 
     Returns:
         ``{"data_root": absolute path or None, "data_synthetic": bool or None}`` (None: the datamodule does not
         say).
     """
-    from brain_mtl.data.synthetic import is_synthetic_dataset
+    from brain_mtl.synthetic import is_synthetic_dataset
 
     root = getattr(datamodule, "dataset_root", None)
     if root is None:
