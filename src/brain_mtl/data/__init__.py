@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from brain_mtl.data.checks import inspect_file
 from brain_mtl.data.datamodule import BrainTumorDataModule, default_num_workers
 from brain_mtl.data.datasets import (
     ClassificationDataset,
@@ -29,6 +28,7 @@ from brain_mtl.data.duplicates import (
 )
 from brain_mtl.data.errors import DatasetError
 from brain_mtl.data.index import Twins, index_dataset
+from brain_mtl.data.inspection import inspect_file
 from brain_mtl.data.io import read_image, read_mask
 from brain_mtl.data.layout import format_name, parse_name
 from brain_mtl.data.records import DatasetIndex, FileCheck, FoundImage, ImageRecord, Problem

@@ -2,7 +2,7 @@
 
 :func:`index_dataset` lists the images of both tasks (folder and file names as :mod:`brain_mtl.data.layout` knows
 them), reads their label from the class folder and from the class code in the file name (through one class table,
-:func:`brain_mtl.classes.class_index`), reads every file once (:func:`brain_mtl.data.checks.inspect_files`: content
+:func:`brain_mtl.classes.class_index`), reads every file once (:func:`brain_mtl.data.inspection.inspect_files`: content
 hash, size, truncation, mask area) and collects *every* problem instead of stopping at the first one.
 :meth:`~brain_mtl.data.records.DatasetIndex.raise_for_errors` turns them into one
 :class:`~brain_mtl.data.errors.DatasetError`. :class:`Twins` finds an image's copy in the other task (the
@@ -25,11 +25,10 @@ from brain_mtl.data.checks import (
     check_root,
     check_splits,
     image_files,
-    inspect_files,
-    report_file,
     split_dirs,
 )
 from brain_mtl.data.duplicates import check_duplicates
+from brain_mtl.data.inspection import inspect_files, report_file
 from brain_mtl.data.layout import (
     CLASSIFICATION_TASK,
     SEGMENTATION_TASK,
