@@ -177,12 +177,22 @@ def class_folders(split_dir: Path, name_map: Mapping[str, str] | None = None) ->
 # Folders and files
 # ------------------------------------------------------------------------------------------------------------
 def classification_split_dir(root: Path, split: str) -> Path:
-    """``<root>/classification_task/<split>``."""
+    """``<root>/classification_task/<split>``.
+
+    Args:
+        root: the dataset root.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+    """
     return root / CLASSIFICATION_TASK / split
 
 
 def segmentation_dirs(root: Path, split: str) -> tuple[Path, Path]:
-    """``(images folder, masks folder)`` of a segmentation split."""
+    """``(images folder, masks folder)`` of a segmentation split.
+
+    Args:
+        root: the dataset root.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+    """
     split_dir = root / SEGMENTATION_TASK / split
     return split_dir / IMAGES_DIR, split_dir / MASKS_DIR
 
@@ -204,7 +214,13 @@ def dataset_exists(root: str | Path) -> bool:
 
 
 def find_nested_root(root: Path) -> Path | None:
-    """A folder up to two levels below ``root`` (or its parent) that looks like a dataset root, or None."""
+    """A folder up to two levels below ``root`` (or its parent) that looks like a dataset root, or None.
+
+    Used to suggest the right ``data.root`` when the given one holds no task folder.
+
+    Args:
+        root: the folder the user gave.
+    """
     candidates: list[Path] = []
     if root.name in TASKS:
         candidates.append(root.parent)

@@ -44,14 +44,27 @@ class Problem:
 
 @dataclass(frozen=True)
 class FileCheck:
-    """What reading one file found.
+    """What reading one file found (:func:`brain_mtl.data.inspection.inspect_file`).
 
-    ``error_kind`` names the cause when the file is unusable: ``"unreadable"`` (cannot be opened, or empty),
-    ``"not_an_image"`` (the content has no image signature, whatever its name), ``"truncated"`` (the data ends
-    before its end marker) or ``"corrupt"`` (the decoder fails, or a JPEG decodes with libjpeg's "Corrupt JPEG
-    data" warning: part of it comes out grey). ``error`` says it in words and ``fix`` what to do. ``notes`` are
-    warnings about a usable file, ``(kind, message, fix)``: ``"wrong_extension"`` (e.g. a JPEG named ``.png``;
-    it loads, as files are decoded by content) and ``"decoder_warning"`` (a non-JPEG decoder printed a warning).
+    Attributes:
+        digest: content hash (:func:`brain_mtl.data.duplicates.file_digest`); None when the file cannot be read.
+        height: image height in pixels as stored (0 when not decoded).
+        width: image width in pixels as stored (0 when not decoded).
+        channels: channels as stored (0 when not decoded).
+        dtype: pixel type as decoded, e.g. ``"uint8"``.
+        mask_area: tumour fraction of a mask file, after thresholding; None for images.
+        error_kind: why the file is unusable, None when it is usable: ``"unreadable"`` (cannot be opened, or
+            empty), ``"not_an_image"`` (the content has no image signature, whatever its name), ``"truncated"``
+            (the data ends before its end marker) or ``"corrupt"`` (the decoder fails, or a JPEG decodes with
+            libjpeg's "Corrupt JPEG data" warning: part of it comes out grey).
+        error: the problem in words.
+        format: what the content is (:func:`brain_mtl.data.io.sniff_format`): ``"jpeg"``, ``"png"``, ...; None:
+            not an image.
+        fix: what to do about the error.
+        notes: warnings about a usable file, ``(kind, message, fix)``: ``"wrong_extension"`` (e.g. a JPEG named
+            ``.png``; it loads, as files are decoded by content) and ``"decoder_warning"`` (a non-JPEG decoder
+            printed a warning).
+        decoder_messages: what the decoder printed to stderr while decoding this file (strict decoding).
     """
 
     digest: str | None = None
@@ -59,13 +72,13 @@ class FileCheck:
     width: int = 0
     channels: int = 0
     dtype: str = ""
-    mask_area: float | None = None  # tumour fraction of a mask file, after thresholding
-    error_kind: str | None = None  # "unreadable", "not_an_image", "truncated" or "corrupt"
+    mask_area: float | None = None
+    error_kind: str | None = None
     error: str | None = None
-    format: str | None = None  # what the content is (io.sniff_format): "jpeg", "png", ...; None: not an image
+    format: str | None = None
     fix: str | None = None
     notes: tuple[tuple[str, str, str], ...] = ()
-    decoder_messages: str = ""  # what the decoder printed to stderr while decoding this file (strict decoding)
+    decoder_messages: str = ""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,16 @@ __all__ = ["Slice", "blob", "distance_inside", "draw_anatomy", "ellipse", "noise
 # Random fields and shapes
 # ----------------------------------------------------------------------------------------------------------
 def noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
-    """Smooth Gaussian random field with unit standard deviation and features about ``scale`` px wide."""
+    """Smooth Gaussian random field with unit standard deviation and features about ``scale`` px wide.
+
+    Args:
+        rng: the image's random generator.
+        shape: ``(H, W)`` of the field.
+        scale: feature width in pixels.
+
+    Returns:
+        ``(H, W)`` float32 field, mean 0, standard deviation 1.
+    """
     height, width = shape
     grid_h = max(2, round(height / scale) + 2)
     grid_w = max(2, round(width / scale) + 2)
@@ -33,13 +42,29 @@ def noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.
 
 
 def smoothstep(edge0: float, edge1: float, x: np.ndarray) -> np.ndarray:
-    """Smooth 0-to-1 ramp of ``x`` between ``edge0`` and ``edge1`` (Hermite interpolation, clipped)."""
+    """Smooth 0-to-1 ramp of ``x`` between ``edge0`` and ``edge1`` (Hermite interpolation, clipped).
+
+    Args:
+        edge0: where the ramp is 0 (may be above ``edge1`` for a falling ramp).
+        edge1: where the ramp is 1.
+        x: values to map.
+    """
     t = np.clip((x - edge0) / (edge1 - edge0), 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
 
 def ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float, angle: float = 0.0) -> np.ndarray:
-    """Normalised elliptical radius (1 on the ellipse) of every pixel; ``angle`` in radians."""
+    """Normalised elliptical radius (1 on the ellipse) of every pixel.
+
+    Args:
+        x: ``(H, W)`` pixel column coordinates.
+        y: ``(H, W)`` pixel row coordinates.
+        cx: centre column.
+        cy: centre row.
+        ax: half-axis along the rotated x direction, in pixels.
+        ay: half-axis along the rotated y direction, in pixels.
+        angle: rotation in radians.
+    """
     c, s = math.cos(angle), math.sin(angle)
     dx, dy = x - cx, y - cy
     u = (dx * c + dy * s) / ax
@@ -59,7 +84,20 @@ def blob(
     stretch: float = 1.0,
     angle: float = 0.0,
 ) -> np.ndarray:
-    """Normalised radius of a star-shaped blob whose boundary radius varies smoothly with the angle."""
+    """Normalised radius (1 on the boundary) of a star-shaped blob whose radius varies smoothly with the angle.
+
+    Args:
+        rng: draws the boundary's harmonics.
+        x: ``(H, W)`` pixel column coordinates.
+        y: ``(H, W)`` pixel row coordinates.
+        cx: centre column.
+        cy: centre row.
+        radius: mean radius in pixels.
+        irregularity: amplitude of the boundary's harmonics (0: an ellipse).
+        harmonics: number of harmonics (2, 3, ... lobes).
+        stretch: squeeze along the rotated y direction.
+        angle: rotation in radians.
+    """
     c, s = math.cos(angle), math.sin(angle)
     dx, dy = x - cx, y - cy
     u = dx * c + dy * s
@@ -74,7 +112,11 @@ def blob(
 
 
 def distance_inside(mask: np.ndarray) -> np.ndarray:
-    """Euclidean distance (px) of every pixel inside ``mask`` to the nearest pixel outside it."""
+    """Euclidean distance (px) of every pixel inside ``mask`` to the nearest pixel outside it.
+
+    Args:
+        mask: ``(H, W)`` boolean region.
+    """
     return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
 
 
@@ -83,7 +125,7 @@ def distance_inside(mask: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 @dataclass
 class Slice:
-    """Intermediate state of one drawn slice (all arrays ``(H, W)``)."""
+    """Intermediate state of one drawn slice (all arrays ``(H, W)``), which the tumour drawing reads and paints."""
 
     image: np.ndarray  # float32 T1 intensity, roughly 0..1
     intracranial: np.ndarray  # bool: inside the inner skull table, above the skull base
@@ -101,7 +143,18 @@ class Slice:
 
 
 def draw_anatomy(rng: np.random.Generator, height: int, width: int, view: str, low_axial: bool) -> Slice:
-    """Draw a tumour-free slice of the given view."""
+    """Draw a tumour-free slice of the given view.
+
+    Args:
+        rng: the image's random generator.
+        height: image height in pixels.
+        width: image width in pixels.
+        view: ``"ax"``, ``"co"`` or ``"sa"``.
+        low_axial: an axial slice low enough to show the skull base and the sella.
+
+    Returns:
+        The :class:`Slice`, its ``image`` float32 in about 0..1.
+    """
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     px = min(height, width) / 256.0
     cx = width / 2.0 + rng.uniform(-0.03, 0.03) * width

@@ -154,12 +154,20 @@ def is_synthetic_dataset(root: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class SynthesisReport:
-    """What :func:`generate_synthetic_dataset` wrote."""
+    """What :func:`generate_synthetic_dataset` wrote.
+
+    Attributes:
+        root: the dataset root.
+        counts: split -> classification images per class (class-index order).
+        segmentation_pairs: split -> segmentation pairs written.
+        duplicates: ``"within_train"`` / ``"train_test"`` -> byte-identical copies written.
+        seconds: time taken.
+    """
 
     root: Path
-    counts: dict[str, list[int]]  # split -> images per class (classification_task)
+    counts: dict[str, list[int]]
     segmentation_pairs: dict[str, int]
-    duplicates: dict[str, int]  # "within_train" / "train_test" -> duplicate images written
+    duplicates: dict[str, int]
     seconds: float
 
 
