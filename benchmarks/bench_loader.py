@@ -22,30 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
+from common import upscale_copy
 
 from brain_mtl.data import BrainTumorDataModule, default_num_workers
-from brain_mtl.data.synthetic import generate_synthetic_dataset
-
-
-def upscale_copy(source: Path, target: Path, side: int) -> None:
-    """Copy a BRISC-layout folder with every image and mask resized to side x side."""
-    for path in source.rglob("*"):
-        out = target / path.relative_to(source)
-        if path.is_dir():
-            out.mkdir(parents=True, exist_ok=True)
-            continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".jpg":
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            cv2.imwrite(
-                str(out), cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC), [cv2.IMWRITE_JPEG_QUALITY, 92]
-            )
-        elif path.suffix == ".png":
-            mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            cv2.imwrite(str(out), cv2.resize(mask, (side, side), interpolation=cv2.INTER_NEAREST))
-        else:
-            out.write_bytes(path.read_bytes())
+from brain_mtl.synthetic import generate_synthetic_dataset
 
 
 def measure(root: Path, cache: bool, args: argparse.Namespace) -> dict:

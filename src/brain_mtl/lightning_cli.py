@@ -96,6 +96,30 @@ def _checkpoint_dirs(config: Any) -> list[Path]:
     return folders
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 on x86, read from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def default_precision(accelerator: Any = "auto") -> str:
+    """The precision a config with ``trainer.precision: null`` gets on this machine.
+
+    ``bf16-mixed`` on CUDA GPUs that support bfloat16 (Ampere or newer), ``16-mixed`` on older ones; on a CPU
+    ``bf16-mixed`` when it computes bfloat16 natively (:func:`cpu_has_bf16`), else ``32-true``. Never fp16 on a CPU.
+    """
+    import torch
+
+    name = str(accelerator or "auto")
+    if name in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
 class BrainTumorCLI(LightningCLI):
     """LightningCLI for the joint model, with three guarantees about ``--ckpt_path``.
 
@@ -105,7 +129,17 @@ class BrainTumorCLI(LightningCLI):
       work; ``--ckpt_path last`` picks the newest *usable* ``last*.ckpt`` and says which files it passed over.
     - A checkpoint whose architecture or image size differs from the config is used with its own values, and
       every difference is printed with the value used.
+
+    And ``trainer.precision: null`` (the shipped configs) becomes :func:`default_precision` for this machine.
     """
+
+    def before_instantiate_classes(self) -> None:
+        """Resolve ``trainer.precision: null`` to the fastest safe precision of this machine."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        trainer = config.get("trainer")
+        if trainer is not None and trainer.get("precision") is None:
+            trainer["precision"] = default_precision(trainer.get("accelerator"))
 
     def _parse_ckpt_path(self) -> None:
         # Replaces LightningCLI's own step, which reads an explicit checkpoint file with torch.load (a bare

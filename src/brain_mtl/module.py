@@ -93,6 +93,10 @@ class BrainTumorModule(LightningModule):
             and its horizontal mirror) or ``d4`` (the 8 flips, rotations and transposes). Mask and class
             probabilities are averaged over the views (:mod:`brain_mtl.inference.tta`); the logged test metrics and
             the evaluation report both score the averages.
+        channels_last: keep the network's weights and input batches in the channels-last memory layout (NHWC),
+            which oneDNN (CPU) and cuDNN (tensor cores) run faster; numerically the same network.
+        compile: compile the network with ``torch.compile`` when a fit, validation, test or prediction starts
+            (the weights' names do not change). Pays a compile time first; see ``docs/benchmarks.md``.
         freeze_encoder_epochs: keep the encoder frozen (BatchNorm statistics included) for this many epochs, then
             train it with ``lr * encoder_lr_multiplier`` (Lightning's BaseFinetuning).
     """
@@ -134,6 +138,8 @@ class BrainTumorModule(LightningModule):
         freeze_encoder_epochs: int = 0,
         warmup_epochs: float = 0.0,
         tta: Literal["none", "flip", "d4"] = "none",
+        channels_last: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if tta not in ("none", "flip", "d4"):
@@ -452,13 +458,30 @@ class BrainTumorModule(LightningModule):
         self._log_epoch_losses("test")
         self._log_score("test")
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Put the batch's images in the network's memory layout (channels-last when ``channels_last``)."""
+        if self.hparams.get("channels_last", False):
+            streams = batch.values() if isinstance(batch, dict) and "image" not in batch else [batch]
+            for stream in streams:
+                if isinstance(stream, dict) and isinstance(stream.get("image"), Tensor) and stream["image"].dim() == 4:
+                    stream["image"] = stream["image"].contiguous(memory_format=torch.channels_last)
+        return batch
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
         states = checkpoint.get("brain_mtl_rng_states")
         if states is not None:
             _set_rng_states(states)
 
     def setup(self, stage: str) -> None:
-        """Load the pretrained encoder weights when a fit starts from scratch (a resumed fit restores its own)."""
+        """Prepare the network for a stage.
+
+        Sets the memory layout (``channels_last``), compiles it (``compile``), and loads the pretrained encoder
+        weights when a fit starts from scratch (a resumed fit restores its own).
+        """
+        if self.hparams.get("channels_last", False):
+            self.model.to(memory_format=torch.channels_last)
+        if self.hparams.get("compile", False) and not getattr(self.model, "_compiled_call_impl", None):
+            self.model.compile()
         weights = self.hparams.encoder_weights
         if stage == "fit" and weights and self.trainer.ckpt_path is None:
             if self.model.is_reference:
@@ -491,7 +514,9 @@ class BrainTumorModule(LightningModule):
             {"params": rest, "lr": hp.lr, "name": "decoder_and_heads"},
             {"params": encoder, "lr": hp.lr * hp.encoder_lr_multiplier, "name": "encoder"},
         ]
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        # The fused CUDA kernel: one launch for every parameter instead of several per tensor.
+        fused = all(p.is_cuda for group in groups for p in group["params"]) and bool(encoder)
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused or None)
         if hp.lr_schedule == "constant" and hp.warmup_epochs <= 0:
             return optimizer
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from data_helpers import N_TEST, N_TRAIN, TreeBuilder
 
-from brain_mtl.data.synthetic import generate_synthetic_dataset
+from brain_mtl.synthetic import generate_synthetic_dataset
 
 
 @pytest.fixture(scope="session")

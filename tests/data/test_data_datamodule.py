@@ -13,8 +13,8 @@ from lightning.pytorch.utilities import CombinedLoader
 from brain_mtl.classes import NO_TUMOR
 from brain_mtl.data import BrainTumorDataModule, DatasetError
 from brain_mtl.data.datamodule import default_num_workers
-from brain_mtl.data.index import file_digest
-from brain_mtl.data.synthetic import is_synthetic_dataset
+from brain_mtl.data.duplicates import file_digest
+from brain_mtl.synthetic import is_synthetic_dataset
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 

@@ -10,13 +10,10 @@ from data_helpers import N_TEST, N_TRAIN, TreeBuilder, write_image, write_mask
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.data import DatasetError
-from brain_mtl.data.index import (
-    carve_validation,
-    cross_split_duplicates,
-    find_duplicates,
-    index_dataset,
-    parse_name,
-)
+from brain_mtl.data.duplicates import cross_split_duplicates, find_duplicates
+from brain_mtl.data.index import index_dataset
+from brain_mtl.data.layout import parse_name
+from brain_mtl.data.split import carve_validation
 
 
 def kinds_for(index, path: Path) -> set[str]:

@@ -7,9 +7,9 @@ import pytest
 
 from brain_mtl.classes import NO_TUMOR
 from brain_mtl.data.datamodule import BrainTumorDataModule
-from brain_mtl.data.synthetic import generate_synthetic_dataset
 from brain_mtl.evaluation import evaluate, write_report
 from brain_mtl.module import BrainTumorModule
+from brain_mtl.synthetic import generate_synthetic_dataset
 
 
 def test_report_on_synthetic_folder_lists_planted_leak(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
-from brain_mtl.data.index import DatasetIndex, ImageRecord
+from brain_mtl.data import BrainTumorDataModule, DatasetIndex, ImageRecord
 from brain_mtl.evaluation import ImageRecords, build_report, cross_split_duplicates, evaluate, write_report
 from brain_mtl.evaluation.leakage import datamodule_duplicates, index_duplicates
 from brain_mtl.metrics import hd95
@@ -233,14 +233,12 @@ def test_leakage_from_a_dataset_index():
     # Evaluating val: val images are the evaluated ones, only train counts as training.
     assert index_duplicates(index, "val") == [{"train": ["tr1"], "evaluated": ["va1"]}]
 
-    class WithIndex:
-        pass
-
-    dm = WithIndex()
-    dm.index = index
+    dm = BrainTumorDataModule(root=".", num_workers=0)
+    dm.index = index  # as after setup()
     groups, note = datamodule_duplicates(dm, "test", [])
     assert len(groups) == 2 and "content hash" in note
-    assert datamodule_duplicates(WithIndex(), "test", [])[0] is None
+    groups, note = datamodule_duplicates(object(), "test", [])
+    assert groups is None and "not a BrainTumorDataModule" in note
 
 
 def test_evaluate_runs_the_real_task_module(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
@@ -19,7 +19,20 @@ if TYPE_CHECKING:
     from brain_mtl.data import BrainTumorDataModule
     from brain_mtl.module import BrainTumorModule
 
-__all__ = ["EvaluationReport", "evaluate"]
+__all__ = ["DatasetFacts", "EvaluationReport", "evaluate"]
+
+
+@runtime_checkable
+class DatasetFacts(Protocol):
+    """What a datamodule says about its data, for the report's ``meta`` (:class:`BrainTumorDataModule` has both).
+
+    Attributes:
+        dataset_root: the dataset folder.
+        is_synthetic: whether the data was written by the synthetic generator.
+    """
+
+    dataset_root: Path
+    is_synthetic: bool
 
 
 class EvaluationReport(Callback):
@@ -108,9 +121,10 @@ class EvaluationReport(Callback):
             "data_root": None,
             "data_synthetic": None,
         }
-        if datamodule is not None and datamodule.dataset_root is not None:
+        if isinstance(datamodule, DatasetFacts):
             meta["data_root"] = str(Path(datamodule.dataset_root).absolute())
-            meta["data_synthetic"] = datamodule.is_synthetic
+            meta["data_synthetic"] = bool(datamodule.is_synthetic)
+        if datamodule is not None:
             if self.check_duplicates:
                 from brain_mtl.evaluation.leakage import datamodule_duplicates
 

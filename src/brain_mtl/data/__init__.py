@@ -1,9 +1,15 @@
-"""Data: index and check a BRISC-layout folder, datasets and transforms, the DataModule, synthetic data.
+"""Data: index and check a BRISC-layout folder, datasets and transforms, the DataModule.
 
-Main entry points: :class:`BrainTumorDataModule` (training), :func:`index_dataset` and
-:func:`~brain_mtl.data.report.summarize` (checking a folder), :func:`read_image` / :func:`read_mask` (any file to
-arrays), :func:`generate_synthetic_dataset` (a BRISC-shaped synthetic set). See ``docs/data.md``.
+Main entry points: :class:`BrainTumorDataModule` (training), :func:`index_dataset` and :func:`summarize` (checking
+a folder), :func:`read_image` / :func:`read_mask` (any file to arrays). One concept per module: ``layout`` (BRISC
+folder and file names), ``records``, ``checks``, ``duplicates``, ``split``, ``index``, ``summary``, ``io``,
+``transforms``, ``datasets``, ``datamodule``, ``preview``. The synthetic generator lives in :mod:`brain_mtl.synthetic`;
+:func:`generate_synthetic_dataset` and :func:`synthesize_slice` are re-exported here. See ``docs/data.md``.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from brain_mtl.data.datamodule import BrainTumorDataModule, default_num_workers
 from brain_mtl.data.datasets import (
@@ -13,21 +19,29 @@ from brain_mtl.data.datasets import (
     SampleSpec,
     SegmentationDataset,
 )
-from brain_mtl.data.errors import DatasetError
-from brain_mtl.data.index import (
-    DatasetIndex,
-    ImageRecord,
-    Problem,
-    carve_validation,
+from brain_mtl.data.duplicates import (
     cross_split_duplicates,
     duplicate_groups,
+    file_digest,
     find_duplicates,
-    index_dataset,
+    group_by_digest,
 )
+from brain_mtl.data.errors import DatasetError
+from brain_mtl.data.index import Twins, index_dataset
+from brain_mtl.data.inspection import inspect_file
 from brain_mtl.data.io import read_image, read_mask
-from brain_mtl.data.report import format_report, summarize
-from brain_mtl.data.synthetic import generate_synthetic_dataset, synthesize_slice
+from brain_mtl.data.layout import format_name, parse_name
+from brain_mtl.data.records import DatasetIndex, FileCheck, FoundImage, ImageRecord, Problem
+from brain_mtl.data.split import carve_validation, same_image_groups
+from brain_mtl.data.summary import format_report, summarize
 from brain_mtl.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, denormalize
+
+if TYPE_CHECKING:
+    from brain_mtl.synthetic import generate_synthetic_dataset, synthesize_slice
+
+# brain_mtl.synthetic names its files through brain_mtl.data.layout (so it imports this package): its names are
+# re-exported on first use, not at import time.
+_FROM_SYNTHETIC = ("generate_synthetic_dataset", "synthesize_slice")
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -37,23 +51,40 @@ __all__ = [
     "DatasetError",
     "DatasetIndex",
     "EvaluationDataset",
+    "FileCheck",
+    "FoundImage",
     "ImageCache",
     "ImageRecord",
     "Problem",
     "SampleSpec",
     "SegmentationDataset",
+    "Twins",
     "build_transforms",
     "carve_validation",
     "cross_split_duplicates",
     "default_num_workers",
     "denormalize",
     "duplicate_groups",
+    "file_digest",
     "find_duplicates",
+    "format_name",
     "format_report",
     "generate_synthetic_dataset",
+    "group_by_digest",
     "index_dataset",
+    "inspect_file",
+    "parse_name",
     "read_image",
     "read_mask",
+    "same_image_groups",
     "summarize",
     "synthesize_slice",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_SYNTHETIC:
+        import brain_mtl.synthetic
+
+        return getattr(brain_mtl.synthetic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

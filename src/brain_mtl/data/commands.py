@@ -32,7 +32,7 @@ def synth_main(argv: list[str] | None = None) -> int:
         The exit status (0 on success, 1 when the folder already holds a dataset).
     """
     from brain_mtl.data.preview import dataset_preview
-    from brain_mtl.data.synthetic import generate_synthetic_dataset
+    from brain_mtl.synthetic import generate_synthetic_dataset
     from brain_mtl.viz import write_png
 
     parser = argparse.ArgumentParser(
@@ -91,7 +91,7 @@ def check_data_main(argv: list[str] | None = None) -> int:
         The exit status: 1 when there are errors, else 0 (warnings alone pass).
     """
     from brain_mtl.data.index import index_dataset
-    from brain_mtl.data.report import format_report, summarize
+    from brain_mtl.data.summary import format_report, summarize
 
     parser = argparse.ArgumentParser(
         prog="brain_mtl check-data",

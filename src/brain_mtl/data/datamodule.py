@@ -21,8 +21,10 @@ from brain_mtl.data.datasets import (
     SegmentationDataset,
 )
 from brain_mtl.data.errors import DatasetError
-from brain_mtl.data.index import DatasetIndex, ImageRecord, carve_validation, index_dataset
-from brain_mtl.data.synthetic import dataset_exists, generate_synthetic_dataset, is_synthetic_dataset
+from brain_mtl.data.index import Twins, index_dataset
+from brain_mtl.data.layout import CLASSIFICATION_TASK, SEGMENTATION_TASK, dataset_exists
+from brain_mtl.data.records import DatasetIndex, ImageRecord
+from brain_mtl.data.split import carve_validation
 from brain_mtl.data.transforms import AUGMENT_LEVELS, build_resize, build_transforms
 
 log = logging.getLogger(__name__)
@@ -147,9 +149,13 @@ class BrainTumorDataModule(L.LightningDataModule):
         """Whether the data is synthetic.
 
         True when the folder was written by the generator (``brain_mtl synth`` or the synthetic default, see
-        :func:`~brain_mtl.data.synthetic.is_synthetic_dataset`), or ``root`` is null and the synthetic default is
+        :func:`~brain_mtl.synthetic.is_synthetic_dataset`), or ``root`` is null and the synthetic default is
         yet to be generated.
         """
+        # Imported here: brain_mtl.synthetic writes names through brain_mtl.data.layout, so a module-level import
+        # would make the two packages import each other.
+        from brain_mtl.synthetic import is_synthetic_dataset
+
         if is_synthetic_dataset(self.dataset_root):
             return True
         return self.root is None and not dataset_exists(self.dataset_root)
@@ -179,6 +185,8 @@ class BrainTumorDataModule(L.LightningDataModule):
             DatasetError: ``root`` is given and does not exist; or ``root`` is null and ``synthetic_root`` holds
                 something other than a dataset (nothing is generated over it).
         """
+        from brain_mtl.synthetic import generate_synthetic_dataset  # see is_synthetic
+
         if self.root is not None:
             self._require_root()
             return
@@ -254,15 +262,10 @@ class BrainTumorDataModule(L.LightningDataModule):
 
     def _evaluation_specs(self, split: str) -> list[SampleSpec]:
         index = self._require_index()
-        seg = [r for r in index.records if r.task == "segmentation"]
-        by_stem = {r.stem: r for r in seg if r.split == split}
-        by_digest: dict[str, ImageRecord] = {}
-        for r in seg:  # same split first, then any split (byte-identical images share their mask)
-            if r.digest and (r.digest not in by_digest or r.split == split):
-                by_digest[r.digest] = r
+        pairs = Twins(index.records, "segmentation")  # byte-identical images share their mask, in any split
         specs = []
         for r in index.classification(split):
-            pair = by_stem.get(r.stem) or by_digest.get(r.digest)
+            pair = pairs.first(r)
             if r.label == NO_TUMOR:
                 specs.append(self._spec(r, None, True))
             elif pair is not None:
@@ -277,8 +280,8 @@ class BrainTumorDataModule(L.LightningDataModule):
             if split == "val":
                 return
             raise DatasetError(
-                f"{self.dataset_root}: no {split} split: classification_task/{split} and "
-                f"segmentation_task/{split} are missing or empty. Add them, or skip this stage."
+                f"{self.dataset_root}: no {split} split: {CLASSIFICATION_TASK}/{split} and "
+                f"{SEGMENTATION_TASK}/{split} are missing or empty. Add them, or skip this stage."
             )
 
     # ------------------------------------------------------------------------------------------------------

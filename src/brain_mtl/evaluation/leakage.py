@@ -1,22 +1,48 @@
 """Byte-identical images shared between the training images and the evaluated split (possible leakage).
 
 BRISC 2025 has 46 groups of byte-identical images, 7 of which span train and test; a test image that the model
-saw during training inflates the test figures, so the report lists such groups. The comparison itself (file size,
-then content hash) is :mod:`brain_mtl.data.index`'s; this module only sorts the groups into training and evaluated
-images and finds the file lists of a datamodule.
+saw during training inflates the test figures, so the report lists such groups. The grouping by content hash is
+:mod:`brain_mtl.data.duplicates`'s; this module only sorts the groups into training and evaluated images.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Protocol, runtime_checkable
 
-from brain_mtl.data.index import DatasetIndex, duplicate_groups, find_duplicates, index_dataset
+from brain_mtl.data.datamodule import BrainTumorDataModule
+from brain_mtl.data.duplicates import duplicate_groups, find_duplicates
+from brain_mtl.data.index import index_dataset
+from brain_mtl.data.records import DatasetIndex
+
+__all__ = [
+    "TRAINING_SPLITS",
+    "TrainingImageList",
+    "cross_split_duplicates",
+    "datamodule_duplicates",
+    "index_duplicates",
+]
 
 TRAINING_SPLITS = ("train", "val")
 """Splits whose images come from the dataset's training folder (validation is carved from it)."""
+
+_METHOD = "Compared by file size, then content hash, with the classification images of the training folder."
+
+
+@runtime_checkable
+class TrainingImageList(Protocol):
+    """A datamodule other than :class:`~brain_mtl.data.BrainTumorDataModule` that lists its training image files.
+
+    Evaluating on such a datamodule, the report can still look for leakage: it compares these files with the
+    evaluated ones by content.
+
+    Attributes:
+        train_image_paths: image files the model may have been trained on.
+    """
+
+    train_image_paths: Sequence[str | os.PathLike]
 
 
 def cross_split_duplicates(
@@ -64,46 +90,38 @@ def index_duplicates(index: DatasetIndex, split: str = "test") -> list[dict[str,
     return sorted(groups, key=lambda g: g["evaluated"][0])
 
 
-def _attribute(obj: Any, *names: str) -> Any:
-    hparams = getattr(obj, "hparams", None)
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is None and hasattr(hparams, "get"):
-            value = hparams.get(name)
-        if value is not None:
-            return value() if callable(value) else value
-    return None
-
-
 def datamodule_duplicates(
-    datamodule: Any, split: str, evaluated_paths: Iterable[str]
+    datamodule: BrainTumorDataModule | TrainingImageList, split: str, evaluated_paths: Iterable[str]
 ) -> tuple[list[dict[str, list[str]]] | None, str]:
-    """Find the leakage groups of a datamodule, from whatever it exposes.
+    """Find the leakage groups of an evaluated datamodule.
 
-    Tried in order: a :class:`DatasetIndex` attribute ``index``; a list of training image files
-    (``train_image_paths``); a dataset folder (``dataset_root``, else ``root``) to index (content hashes only,
-    no decoding).
+    A :class:`~brain_mtl.data.BrainTumorDataModule` is compared through its dataset index (``index`` after
+    ``setup``; before it, its ``dataset_root`` is indexed, content hashes only, no decoding). Another datamodule is
+    compared when it lists its training files (:class:`TrainingImageList`); any other is not checked.
 
     Args:
-        datamodule: e.g. a ``BrainTumorDataModule`` after ``setup``.
+        datamodule: the datamodule whose split was evaluated.
         split: the evaluated split.
-        evaluated_paths: the evaluated images (used with a list of training files).
+        evaluated_paths: the evaluated images (compared with a :class:`TrainingImageList`'s files; a
+            ``BrainTumorDataModule``'s index already knows its split's images).
 
     Returns:
         (groups, note): groups is None when nothing could be compared; the note says how or why not.
     """
-    method = "Compared by file size, then content hash, with the classification images of the training folder."
     try:
-        index = _attribute(datamodule, "index")
-        if isinstance(index, DatasetIndex):
-            return index_duplicates(index, split), method
-        train_paths = _attribute(datamodule, "train_image_paths")
-        if train_paths is not None:
-            return cross_split_duplicates(train_paths, evaluated_paths), method
-        root = _attribute(datamodule, "dataset_root", "root", "data_root")
-        if root is not None and Path(root).is_dir():
-            name_map = _attribute(datamodule, "class_name_map")
-            return index_duplicates(index_dataset(root, class_name_map=name_map, decode=False), split), method
+        if isinstance(datamodule, BrainTumorDataModule):
+            index = datamodule.index
+            if index is None:
+                root = datamodule.dataset_root
+                if not Path(root).is_dir():
+                    return None, f"Not checked: the dataset folder {root} does not exist."
+                index = index_dataset(root, class_name_map=datamodule.class_name_map, decode=False)
+            return index_duplicates(index, split), _METHOD
+        if isinstance(datamodule, TrainingImageList):
+            return cross_split_duplicates(datamodule.train_image_paths, evaluated_paths), _METHOD
     except OSError as err:
         return None, f"Not checked: {err}"
-    return None, "Not checked: the datamodule exposes neither its dataset index, its training files nor its root."
+    return None, (
+        f"Not checked: {type(datamodule).__name__} is not a BrainTumorDataModule and lists no training images "
+        "(train_image_paths)."
+    )

@@ -8,14 +8,16 @@ from typing import Any
 import numpy as np
 
 from brain_mtl.classes import CLASS_NAMES
-from brain_mtl.data.index import SPLITS, DatasetIndex, duplicate_groups
+from brain_mtl.data.duplicates import duplicate_groups
+from brain_mtl.data.layout import SPLITS
+from brain_mtl.data.records import DatasetIndex
 
 
 def summarize(index: DatasetIndex) -> dict[str, Any]:
     """Numbers that describe a dataset (JSON-serialisable).
 
     Args:
-        index: from :func:`brain_mtl.data.index.index_dataset`.
+        index: from :func:`~brain_mtl.data.index.index_dataset`.
 
     Returns:
         A dict with ``counts`` (task -> split -> class -> view -> images), ``image_sizes`` (distinct sizes, the

@@ -1,0 +1,61 @@
+"""The speed settings: channels-last memory layout and the per-machine default precision."""
+
+import pytest
+import torch
+
+from brain_mtl import lightning_cli
+from brain_mtl.module import BrainTumorModule
+
+
+def test_channels_last_changes_the_layout_not_the_result():
+    torch.manual_seed(0)
+    plain = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8, channels_last=False).eval()
+    fast = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8, channels_last=True).eval()
+    fast.load_state_dict(plain.state_dict())
+    for module in (plain, fast):
+        module.setup("test")
+    conv = next(p for p in fast.model.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert next(p for p in plain.model.parameters() if p.dim() == 4).is_contiguous()
+    images = torch.randn(2, 3, 32, 32)
+    batch = fast.on_after_batch_transfer({"image": images.clone(), "label": torch.zeros(2)}, 0)
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+    train_batch = fast.on_after_batch_transfer({"seg": {"image": images.clone()}, "cls": {"image": images.clone()}}, 0)
+    assert all(s["image"].is_contiguous(memory_format=torch.channels_last) for s in train_batch.values())
+    with torch.no_grad():
+        a, b = plain(images), fast(batch["image"])
+    torch.testing.assert_close(a.mask_logits, b.mask_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.class_logits, b.class_logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("cuda", "cuda_bf16", "cpu_bf16", "accelerator", "expected"),
+    [
+        (True, True, False, "auto", "bf16-mixed"),
+        (True, False, False, "gpu", "16-mixed"),
+        (True, True, False, "cpu", "32-true"),  # a CPU run on a GPU machine: the CPU decides
+        (False, False, True, "auto", "bf16-mixed"),
+        (False, False, False, "auto", "32-true"),
+        (False, False, False, None, "32-true"),
+    ],
+)
+def test_default_precision_never_asks_for_fp16_on_a_cpu(monkeypatch, cuda, cuda_bf16, cpu_bf16, accelerator, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: cuda_bf16)
+    monkeypatch.setattr(lightning_cli, "cpu_has_bf16", lambda: cpu_bf16)
+    assert lightning_cli.default_precision(accelerator) == expected
+
+
+def test_a_null_precision_in_a_config_becomes_the_machines_default(tmp_path, monkeypatch):
+    import yaml
+
+    from brain_mtl.data import BrainTumorDataModule
+    from brain_mtl.lightning_cli import BrainTumorCLI
+
+    monkeypatch.setattr(lightning_cli, "default_precision", lambda accelerator="auto": "bf16-mixed")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"trainer": {"precision": None, "accelerator": "cpu", "logger": False}}))
+    cli = BrainTumorCLI(
+        BrainTumorModule, BrainTumorDataModule, args=["--config", str(config)], run=False, save_config_callback=None
+    )
+    assert str(cli.trainer.precision) == "bf16-mixed"
