@@ -138,7 +138,7 @@ class BrainTumorModule(LightningModule):
         freeze_encoder_epochs: int = 0,
         warmup_epochs: float = 0.0,
         tta: Literal["none", "flip", "d4"] = "none",
-        channels_last: bool = True,
+        channels_last: bool = False,
         compile: bool = False,
     ) -> None:
         super().__init__()
