@@ -70,8 +70,8 @@ class ModuleInfo:
         return ".".join(parts[:2])
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(SRC).with_suffix("")
+def _module_name(path: Path, src: Path = SRC) -> str:
+    rel = path.relative_to(src).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
@@ -113,9 +113,18 @@ def _is_public_constant(name: str) -> bool:
     return not name.startswith("_") and name[0].isupper()
 
 
-def read_module(path: Path) -> ModuleInfo:
+def _literal_all(value: ast.expr, module: str) -> list[str]:
+    """An ``__all__`` written as a literal list; one computed at import time is read from the imported module."""
+    try:
+        return list(ast.literal_eval(value))
+    except ValueError:
+        ensure_src_on_path()
+        return list(importlib.import_module(module).__all__)
+
+
+def read_module(path: Path, src: Path = SRC) -> ModuleInfo:
     """Read one module's public names, imports and summary from its source."""
-    name = _module_name(path)
+    name = _module_name(path, src)
     is_package = path.name == "__init__.py"
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     explicit_all: list[str] | None = None
@@ -136,11 +145,11 @@ def read_module(path: Path) -> ModuleInfo:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
                 if isinstance(target, ast.Name) and target.id == "__all__" and node.value is not None:
-                    explicit_all = list(ast.literal_eval(node.value))
+                    explicit_all = _literal_all(node.value, name)
                 elif isinstance(target, ast.Name) and _is_public_constant(target.id) and target.id not in defined:
                     defined.append(target.id)
         elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id == "__all__":
-            explicit_all = (explicit_all or []) + list(ast.literal_eval(node.value))
+            explicit_all = (explicit_all or []) + _literal_all(node.value, name)
         elif hasattr(ast, "TypeAlias") and isinstance(node, ast.TypeAlias):  # Python 3.12 ``type X = ...``
             if _is_public_constant(node.name.id):
                 defined.append(node.name.id)
@@ -160,12 +169,13 @@ def discover(src: Path = SRC, package: str = PACKAGE) -> dict[str, ModuleInfo]:
             continue
         if path.name != "__init__.py" and not (path.parent / "__init__.py").exists():
             continue
-        info = read_module(path)
+        info = read_module(path, src)
         modules[info.name] = info
     return dict(sorted(modules.items(), key=lambda item: _sort_key(item[0])))
 
 
 def _sort_key(name: str) -> tuple[int, str]:
+    # Shallow modules first: a package before its sub-modules.
     return (name.count("."), name)
 
 
@@ -196,14 +206,20 @@ class ApiPlan:
     canonical: dict[tuple[str, str], str]  # (module, name) -> "documenting.module.name" (the autoref identifier)
     documented_here: dict[str, list[str]]  # module -> names rendered in full under it
 
+    @property
+    def root(self) -> str:
+        """The top-level package."""
+        return min(self.modules, key=_sort_key)
+
     def pages(self) -> dict[str, list[str]]:
         """API page (``api/<group>.md``) -> the modules on it, the group's own module first."""
         pages: dict[str, list[str]] = {}
         for name, info in self.modules.items():
             pages.setdefault(info.group, []).append(name)
-        root = [PACKAGE] if PACKAGE in pages else []
-        packages = sorted(g for g in pages if g != PACKAGE and self.modules[g].is_package)
-        plain = sorted(g for g in pages if g != PACKAGE and not self.modules[g].is_package)
+        top = self.root
+        root = [top] if top in pages else []
+        packages = sorted(g for g in pages if g != top and self.modules[g].is_package)
+        plain = sorted(g for g in pages if g != top and not self.modules[g].is_package)
         return {f"{API_DIR}/{g}.md": pages[g] for g in [*root, *packages, *plain]}
 
     def counts(self) -> dict[str, int]:
@@ -231,7 +247,7 @@ def plan_api(modules: dict[str, ModuleInfo] | None = None) -> ApiPlan:
     for entries in exporters.values():
         # The shortest public path documents it; the top-level package only when nothing else exports it (its page
         # is the front door, linking to the documentation of each of its names).
-        candidates = [e for e in entries if e[0] != PACKAGE] or entries
+        candidates = [e for e in entries if "." in e[0]] or entries
         home_module, home_name = min(candidates, key=lambda e: (_sort_key(e[0]), e[1]))
         documented_here[home_module].append(home_name)
         for module, name in entries:
@@ -559,16 +575,13 @@ def render_config_reference(config_dir: Path | None = None, plan: ApiPlan | None
         "(see also [Subclassing](../subclassing.md)).\n",
         _table(signature_rows(brain_mtl.BrainTumorModule), "model"),
         "## `data`: `BrainTumorDataModule`\n",
-        f"The arguments of {_linked(plan, 'brain_mtl.BrainTumorDataModule')} "
-        "(see also [Data](../data.md)).\n",
+        f"The arguments of {_linked(plan, 'brain_mtl.BrainTumorDataModule')} (see also [Data](../data.md)).\n",
         _table(signature_rows(brain_mtl.BrainTumorDataModule), "data"),
     ]
     out += _trainer_section(configs)
     out += _callbacks_section(configs, plan)
     out.append("## Subcommands\n")
-    out.append(
-        "Read from each subcommand's own parser (`python -m brain_mtl NAME --help`) while the site is built.\n"
-    )
+    out.append("Read from each subcommand's own parser (`python -m brain_mtl NAME --help`) while the site is built.\n")
     names = subcommands()
     lightning = [(n, s) for n, s in names if n in ("fit", "validate", "test", "predict")]
     tools = [(n, s) for n, s in names if n not in dict(lightning)]
@@ -583,7 +596,9 @@ def _trainer_section(configs: dict[str, dict]) -> list[str]:
 
     docs = {
         p.arg_name: p.description or ""
-        for p in docstring_parser.parse(inspect.getdoc(Trainer.__init__) or "", docstring_parser.DocstringStyle.GOOGLE).params
+        for p in docstring_parser.parse(
+            inspect.getdoc(Trainer.__init__) or "", docstring_parser.DocstringStyle.GOOGLE
+        ).params
     }
     keys: dict[str, dict[str, Any]] = {}
     for file, config in configs.items():
