@@ -329,12 +329,25 @@ def api_nav(plan: ApiPlan | None = None) -> list[Any]:
 
 
 # ------------------------------------------------------------------------------------- the configuration reference
+_ROLE = re.compile(r":(?:py:)?(?:class|meth|func|mod|attr|data|exc|obj|const|ref):`(~?)([^`<]+?)(?:\s*<[^>]*>)?`")
+
+
+def plain_roles(text: str) -> str:
+    """Docstrings' Sphinx roles as code spans: ``:class:`~a.b.C``` -> ```C```, ``:mod:`a.b``` -> ```a.b```."""
+
+    def code(match: re.Match) -> str:
+        target = match.group(2).strip()
+        return f"`{target.rpartition('.')[2] if match.group(1) else target}`"
+
+    return _ROLE.sub(code, text)
+
+
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 
 
 def _cell(text: str) -> str:
     """Text for one Markdown table cell: one line, pipes outside code spans escaped (inside, they are kept)."""
-    text = " ".join(str(text).split())
+    text = plain_roles(" ".join(str(text).split()))
     out, last = [], 0
     for match in _CODE_SPAN.finditer(text):
         out.append(text[last : match.start()].replace("|", "\\|"))

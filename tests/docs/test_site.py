@@ -238,3 +238,11 @@ def test_the_readme_links_to_files_that_exist():
     assert "docs/getting-started.md" in local
     missing = [t for t in local if not (REPO / t).exists()]
     assert missing == []
+
+
+def test_sphinx_roles_of_docstrings_become_code():
+    assert gen.plain_roles("see :class:`~brain_mtl.data.errors.DatasetError`") == "see `DatasetError`"
+    assert gen.plain_roles(":meth:`Predictor.predict_batch` and :mod:`brain_mtl.inference.tta`") == (
+        "`Predictor.predict_batch` and `brain_mtl.inference.tta`"
+    )
+    assert gen.plain_roles("plain ``code`` stays") == "plain ``code`` stays"
