@@ -463,6 +463,9 @@ def _lightning_api_url(class_path: str) -> str:
     return f"{LIGHTNING_DOCS}/api/{public}.html"
 
 
+MISSING_DEPENDENCY = "could not be imported while the site was built"
+
+
 def help_text(argv: list[str]) -> str:
     """What ``python -m brain_mtl ARGV`` prints, run in this process (``--help`` exits through SystemExit)."""
     from brain_mtl.cli import main
@@ -474,6 +477,8 @@ def help_text(argv: list[str]) -> str:
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), contextlib.suppress(SystemExit):
             main(argv)
+    except ImportError as error:  # a command whose optional dependency this build lacks (e.g. a web app's)
+        return f"{MISSING_DEPENDENCY}: {error}"
     finally:
         sys.argv = previous[1]
         if previous[0] is None:
@@ -485,7 +490,13 @@ def help_text(argv: list[str]) -> str:
 
 def subcommands() -> list[tuple[str, str]]:
     """``(name, one-line help)`` of every subcommand, read from ``python -m brain_mtl --help``."""
-    found = re.findall(r"^\s+python -m brain_mtl\s+(\S+)\s+(.*)$", help_text(["--help"]), flags=re.MULTILINE)
+    text = help_text(["--help"])
+    found = re.findall(r"^\s+python -m brain_mtl\s+(\S+)\s+(.*)$", text, flags=re.MULTILINE)
+    if not found:
+        raise RuntimeError(
+            "docs/scripts/gen_reference.py: no subcommand found in `python -m brain_mtl --help` (expected lines "
+            f"'  python -m brain_mtl NAME  what it does'); update subcommands() to its new shape. It printed:\n{text}"
+        )
     return [(name, text.strip()) for name, text in found]
 
 
@@ -513,6 +524,8 @@ _GROUPS_ELSEWHERE = re.compile(r"--(trainer|model|data|optimizer|lr_scheduler)[.
 
 def _subcommand_section(name: str, summary: str, lightning: bool) -> str:
     text = help_text([name, "--help"])
+    if text.startswith(MISSING_DEPENDENCY):
+        return f"### `{name}`\n\n{summary}. Its options {text}.\n"
     options = parse_help(text)
     lines = [f"### `{name}`\n", f"{summary[:1].upper()}{summary[1:]}.\n" if summary else ""]
     if lightning:

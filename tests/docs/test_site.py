@@ -246,3 +246,17 @@ def test_sphinx_roles_of_docstrings_become_code():
         "`Predictor.predict_batch` and `brain_mtl.inference.tta`"
     )
     assert gen.plain_roles("plain ``code`` stays") == "plain ``code`` stays"
+
+
+@needs_mkdocs
+def test_pages_missing_from_the_nav_are_added_and_the_api_nav_is_generated(tmp_path):
+    # docs/app.md (or any later page) needs no edit of mkdocs.yml to be built, link-checked and reachable.
+    hooks = _load("hooks")
+    (tmp_path / "index.md").write_text("# Home\n")
+    (tmp_path / "app.md").write_text("# The web app\n")
+    config = {"docs_dir": str(tmp_path), "nav": [{"Home": "index.md"}, {"API reference": "api/index.md"}]}
+    nav = hooks.on_config(config)["nav"]
+    assert nav[0] == {"Home": "index.md"}
+    api = nav[1]["API reference"]
+    assert api[0] == {"Overview": "api/index.md"} and {"brain_mtl.models": "api/brain_mtl.models.md"} in api
+    assert nav[-1] == {"More": [{"The web app": "app.md"}]}
