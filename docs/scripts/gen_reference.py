@@ -244,11 +244,18 @@ def plan_api(modules: dict[str, ModuleInfo] | None = None) -> ApiPlan:
             exporters.setdefault(origin(modules, module, name), []).append((module, name))
     canonical: dict[tuple[str, str], str] = {}
     documented_here: dict[str, list[str]] = {m: [] for m in modules}
-    for entries in exporters.values():
-        # The shortest public path documents it; the top-level package only when nothing else exports it (its page
-        # is the front door, linking to the documentation of each of its names).
+    for (defined_in, _), entries in exporters.items():
+        # The shortest public path documents it, and among equally short ones the package it is defined in; the
+        # top-level package only when nothing else exports it (its page is the front door, linking to the
+        # documentation of each of its names).
         candidates = [e for e in entries if "." in e[0]] or entries
-        home_module, home_name = min(candidates, key=lambda e: (_sort_key(e[0]), e[1]))
+
+        def rank(entry: tuple[str, str], defined_in: str = defined_in) -> tuple:
+            module = entry[0]
+            outside = not (defined_in == module or defined_in.startswith(module + "."))
+            return (module.count("."), outside, module, entry[1])
+
+        home_module, home_name = min(candidates, key=rank)
         documented_here[home_module].append(home_name)
         for module, name in entries:
             canonical[(module, name)] = f"{home_module}.{home_name}"

@@ -89,6 +89,19 @@ def test_each_object_is_documented_once_and_re_exports_link_to_it():
     assert plan.canonical[("brain_mtl", "__version__")] == "brain_mtl.__version__"
 
 
+def test_among_equally_short_exports_the_package_that_defines_the_object_documents_it(tmp_path):
+    pkg = tmp_path / "pkg2"
+    for sub in ("alpha", "zeta"):
+        (pkg / sub).mkdir(parents=True)
+    (pkg / "__init__.py").write_text('"""Pkg."""\n')
+    (pkg / "zeta" / "impl.py").write_text('"""Impl."""\n\n\ndef thing():\n    """Do."""\n')
+    (pkg / "zeta" / "__init__.py").write_text('"""Z."""\nfrom pkg2.zeta.impl import thing\n__all__ = ["thing"]\n')
+    (pkg / "alpha" / "__init__.py").write_text('"""A."""\nfrom pkg2.zeta.impl import thing\n__all__ = ["thing"]\n')
+    plan = gen.plan_api(gen.discover(tmp_path, "pkg2"))
+    # Alphabetically pkg2.alpha comes first, but the object lives in pkg2.zeta: that page documents it.
+    assert plan.canonical[("pkg2.alpha", "thing")] == "pkg2.zeta.thing"
+
+
 def test_a_module_added_later_appears_without_editing_the_docs(tmp_path):
     # A package laid out like brain_mtl after a restructure: new sub-packages, moved names, a dynamic __all__.
     pkg = tmp_path / "pkg"
