@@ -1,9 +1,11 @@
-"""Griffe extension: show the docstrings' Sphinx roles (``:class:`~brain_mtl.x.Name```) as code, not as raw text.
+"""Griffe extensions for the API reference, named in mkdocs.yml under the Python handler's ``extensions``.
 
-The docstrings are Google style, with a few reStructuredText roles that ``help()`` and IDEs show as they are.
-mkdocstrings would print them literally (``:class:`...```); here each becomes a code span with the name as
-written (the last component when it starts with ``~``). Named in mkdocs.yml under the Python handler's
-``extensions``.
+- ``SphinxRolesAsCode``: the docstrings are Google style, with a few reStructuredText roles that ``help()`` and
+  IDEs show as they are. mkdocstrings would print them literally (``:class:`...```); here each becomes a code span
+  with the name as written (the last component when it starts with ``~``).
+- ``HideUndocumentedInstanceAttributes``: ``self.x = ...`` in ``__init__`` without a docstring is an
+  implementation detail (the layers of a network, cached settings); documented ones, class attributes and
+  dataclass fields stay.
 """
 
 from __future__ import annotations
@@ -36,3 +38,16 @@ class SphinxRolesAsCode(griffe.Extension):
         """Rewrite the docstring of one object."""
         if obj.docstring is not None:
             obj.docstring.value = plain_roles(obj.docstring.value)
+
+
+class HideUndocumentedInstanceAttributes(griffe.Extension):
+    """Leave out instance attributes that have no docstring."""
+
+    def on_class_members(self, *, cls: Any, **kwargs: Any) -> None:
+        """Drop the class's undocumented ``self.x`` attributes."""
+        for name, member in list(cls.members.items()):
+            if member.is_alias or not member.is_attribute:
+                continue
+            # Only ``self.x = ...``: a dataclass field is also a class attribute, and documented by the class.
+            if member.labels == {"instance-attribute"} and not member.docstring:
+                cls.del_member(name)
