@@ -170,8 +170,7 @@ class OutputWriter:
             write_png(overlay_path, overlay(prediction.image, prediction.mask, None, caption))
             self.files.append(overlay_path.name)
         if prediction.gradcam is not None:
-            from brain_mtl.gradcam import heatmap_overlay
-            from brain_mtl.viz import draw_outline, put_text
+            from brain_mtl.viz import draw_outline, heatmap_overlay, put_text
 
             target = prediction.gradcam_class if prediction.gradcam_class is not None else prediction.class_index
             heat = heatmap_overlay(prediction.image, prediction.gradcam)
