@@ -85,11 +85,12 @@ def main(args: Sequence[str] | None = None, model_class: type | None = None) -> 
         return int(_tool(argv[0])(argv[1:]) or 0)
     from brain_mtl.data.errors import DatasetError
     from brain_mtl.errors import CheckpointError, DivergenceError
+    from brain_mtl.inference.outputs import OutputFolderError
 
     try:
         # LightningCLI reads sys.argv itself when called from the command line (it warns when given both).
         _run_lightning(None if args is None else argv, model_class)
-    except (DatasetError, CheckpointError, DivergenceError) as error:
+    except (DatasetError, CheckpointError, DivergenceError, OutputFolderError) as error:
         # The message names the file or step and says the fix; a traceback would only bury it.
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -8,9 +8,9 @@ Three ways in:
 - ``python -m brain_mtl predict-images --ckpt_path P --input DIR_OR_FILES --output OUT [--gradcam] [--tta d4]``
   writes ``<stem>_mask.png``, ``<stem>_overlay.png`` (and ``<stem>_gradcam.png``) per image, plus
   ``predictions.csv`` and ``predictions.json`` (one row per image; unreadable files listed under ``failed``).
-- ``python -m brain_mtl predict ... --trainer.callbacks+=brain_mtl.inference.PredictionWriter
+- ``python -m brain_mtl predict ... --trainer.callbacks+=brain_mtl.callbacks.PredictionWriter
   --trainer.callbacks.output_dir OUT``: LightningCLI's loop, writing the same files through
-  :class:`PredictionWriter`.
+  :class:`brain_mtl.callbacks.PredictionWriter`.
 
 Images are preprocessed exactly as in evaluation (the data package's ``test`` transform: resize, or letterbox
 when the model was trained with ``keep_aspect``, then ImageNet normalisation), with the settings stored in the
@@ -19,12 +19,13 @@ resizing, so a mask lands where the tumour is on non-square images too.
 
 Layout: ``preprocessing`` (transform and geometry), ``checkpoint`` (loading), ``tta`` (test-time augmentation:
 the views, their inverses, the averaging; also used by the evaluation report), ``predictor`` (the API),
-``outputs`` (files), ``writer`` (Lightning callback), ``cli`` (``predict-images``).
+``outputs`` (files), ``cli`` (``predict-images``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import warnings
+from typing import Any
 
 from brain_mtl.inference.checkpoint import LoadedCheckpoint, load_checkpoint
 from brain_mtl.inference.cli import collect_inputs, predict_images_main
@@ -33,9 +34,6 @@ from brain_mtl.inference.predictor import Failure, NonFiniteOutputError, Predict
 from brain_mtl.inference.preprocessing import Preprocessing
 from brain_mtl.inference.tta import TTA_MODES, tta_probs
 
-if TYPE_CHECKING:
-    from brain_mtl.inference.writer import PredictionWriter
-
 __all__ = [
     "TTA_MODES",
     "Failure",
@@ -43,7 +41,6 @@ __all__ = [
     "NonFiniteOutputError",
     "OutputWriter",
     "Prediction",
-    "PredictionWriter",
     "Predictor",
     "Preprocessing",
     "build_prediction",
@@ -55,9 +52,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The Lightning callback is imported on first use: Predictor and predict-images do not pay Lightning's import.
+    # Its home is brain_mtl.callbacks; the old name still resolves for existing configs and scripts.
     if name == "PredictionWriter":
-        from brain_mtl.inference.writer import PredictionWriter
+        from brain_mtl.callbacks import PredictionWriter
 
+        warnings.warn(
+            "brain_mtl.inference.PredictionWriter moved to brain_mtl.callbacks.PredictionWriter; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return PredictionWriter
     raise AttributeError(f"module 'brain_mtl.inference' has no attribute {name!r}")
