@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from brain_mtl.classes import CLASS_NAMES
-from brain_mtl.data.commands import check_data_main, synth_main
+from brain_mtl.commands.data import check_data_main, synth_main
 from brain_mtl.data.index import index_dataset, parse_name
 from brain_mtl.data.synthetic import generate_synthetic_dataset, is_synthetic_dataset, synthesize_slice
 

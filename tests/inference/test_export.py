@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from brain_mtl.cli import main
-from brain_mtl.export import ONNX_OUTPUTS, check_onnx, export_onnx, parity_error
 from brain_mtl.inference import Predictor
+from brain_mtl.inference.export import ONNX_OUTPUTS, check_onnx, export_onnx, parity_error
 from brain_mtl.models import UNet
 
 from .conftest import randomize_batchnorm
