@@ -6,7 +6,7 @@ Not part of the test run. What docs/benchmarks.md reports::
 
 For each network size (``--base_channels``: 64 is the reference notebook's network, 16 the quickstart's) it
 builds a randomly initialised UNet (depth 4; latency does not depend on the weights), exports it to ONNX with
-``brain_mtl.export.export_onnx`` into a temporary folder, and times one ``(1, 3, size, size)`` forward pass
+``brain_mtl.inference.export.export_onnx`` into a temporary folder, and times one ``(1, 3, size, size)`` forward pass
 ``--repeats`` times after ``--warmup`` untimed ones, for:
 
 * ``torch fp32``: ``model(x)`` under ``torch.inference_mode()``;
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from common import cpu_name, time_calls
 
-from brain_mtl.export import ONNX_INPUT, export_onnx
+from brain_mtl.inference.export import ONNX_INPUT, export_onnx
 from brain_mtl.models import UNet
 
 # Constructor arguments of the two benchmarked networks (classifier widths as in the shipped configs).

@@ -1,4 +1,7 @@
-"""Command line: ``python -m brain_mtl {fit,validate,test,predict}`` (LightningCLI) and the library's own tools.
+"""Command line: ``python -m brain_mtl {fit,validate,test,predict}`` (LightningCLI) and the library's own commands.
+
+The other commands (``synth``, ``check-data``, ``predict-images``, ``export``) are registered in
+:data:`brain_mtl.commands.COMMANDS` and use the same flag spelling (``--ckpt_path``, ``--no_overlay``).
 
 Research code that subclasses :class:`~brain_mtl.module.BrainTumorModule` keeps the whole command line with
 ``main(model_class=MyModule)``.
@@ -6,23 +9,11 @@ Research code that subclasses :class:`~brain_mtl.module.BrainTumorModule` keeps 
 
 from __future__ import annotations
 
-import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from brain_mtl import __version__
-
-# Subcommands outside Lightning's loop: name -> ("module:function", one-line help). Imported only when used,
-# so that `--help` and the Lightning subcommands do not pay for them.
-TOOLS: dict[str, tuple[str, str]] = {
-    "synth": ("brain_mtl.data.commands:synth_main", "write a synthetic dataset in the BRISC 2025 layout"),
-    "check-data": ("brain_mtl.data.commands:check_data_main", "check a dataset folder and print its summary"),
-    "predict-images": (
-        "brain_mtl.inference:predict_images_main",
-        "predict masks and classes for image files or folders",
-    ),
-    "export": ("brain_mtl.export:export_main", "export a checkpoint to ONNX or a state dict"),
-}
+from brain_mtl.commands import COMMANDS, command_main
 
 LIGHTNING_SUBCOMMANDS = {
     "fit": "train (and validate) a model",
@@ -35,18 +26,13 @@ LIGHTNING_SUBCOMMANDS = {
 def _usage() -> str:
     lines = [f"brain_mtl {__version__}: joint brain-tumour segmentation and classification.", "", "usage:"]
     lines += [f"  python -m brain_mtl {name:<15} {text}" for name, text in LIGHTNING_SUBCOMMANDS.items()]
-    lines += [f"  python -m brain_mtl {name:<15} {text}" for name, (_, text) in TOOLS.items()]
+    lines += [f"  python -m brain_mtl {name:<15} {text}" for name, (_, text) in COMMANDS.items()]
     lines += [
         "",
         "Each subcommand has its own --help, e.g. `python -m brain_mtl fit --help`.",
         "Quickstart: python -m brain_mtl fit --config configs/quickstart.yaml",
     ]
     return "\n".join(lines)
-
-
-def _tool(name: str) -> Callable[[list[str]], int]:
-    module_name, func_name = TOOLS[name][0].split(":")
-    return getattr(importlib.import_module(module_name), func_name)
 
 
 def _run_lightning(args: list[str] | None, model_class: type | None) -> None:
@@ -81,16 +67,18 @@ def main(args: Sequence[str] | None = None, model_class: type | None = None) -> 
     if argv[0] in ("-V", "--version"):
         print(f"brain_mtl {__version__}")
         return 0
-    if argv[0] in TOOLS:
-        return int(_tool(argv[0])(argv[1:]) or 0)
     from brain_mtl.data.errors import DatasetError
     from brain_mtl.errors import CheckpointError, DivergenceError
+    from brain_mtl.inference.outputs import OutputFolderError
 
     try:
+        if argv[0] in COMMANDS:
+            return int(command_main(argv[0])(argv[1:]) or 0)
         # LightningCLI reads sys.argv itself when called from the command line (it warns when given both).
         _run_lightning(None if args is None else argv, model_class)
-    except (DatasetError, CheckpointError, DivergenceError) as error:
-        # The message names the file or step and says the fix; a traceback would only bury it.
+    except (DatasetError, CheckpointError, DivergenceError, OutputFolderError) as error:
+        # The one error path of every command: the message names the file or step and says the fix; a traceback
+        # would only bury it.
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

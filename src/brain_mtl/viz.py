@@ -113,23 +113,29 @@ def overlay(
     return np.ascontiguousarray(out)
 
 
-def image_grid(tiles: Sequence[np.ndarray], ncols: int, pad: int = 2) -> np.ndarray:
-    """Arrange same-sized (H, W, 3) uint8 tiles in a grid with ``ncols`` columns.
+def image_grid(tiles: Sequence[np.ndarray], ncols: int, pad: int = 2, background: int = 0) -> np.ndarray:
+    """Arrange (H, W, 3) uint8 tiles in a grid with ``ncols`` columns; every picture grid of the library is one.
+
+    Tiles of another size than the first are resized to it.
 
     Args:
-        tiles: non-empty sequence of (H, W, 3) uint8 images of one size.
+        tiles: non-empty sequence of (H, W, 3) uint8 images.
         ncols: number of columns.
-        pad: black border between tiles in pixels.
+        pad: border between tiles (and around them) in pixels.
+        background: gray level of the border (0: black, 255: white).
 
     Returns:
         (rows * (H + pad) + pad, ncols * (W + pad) + pad, 3) uint8.
+
+    Raises:
+        ValueError: no tile was given.
     """
     if not tiles:
         raise ValueError("image_grid needs at least one tile")
     height, width = tiles[0].shape[:2]
     ncols = max(1, min(ncols, len(tiles)))
     nrows = -(-len(tiles) // ncols)
-    grid = np.zeros((nrows * (height + pad) + pad, ncols * (width + pad) + pad, 3), dtype=np.uint8)
+    grid = np.full((nrows * (height + pad) + pad, ncols * (width + pad) + pad, 3), background, dtype=np.uint8)
     for i, tile in enumerate(tiles):
         if tile.shape[:2] != (height, width):
             tile = cv2.resize(tile, (width, height), interpolation=cv2.INTER_AREA)
@@ -183,39 +189,69 @@ def sample_grid(
     tile: int = 160,
     label_width: int = 110,
 ) -> np.ndarray:
-    """Assemble tiles into one picture, a row per class.
+    """Assemble captioned samples into one picture, a row per class: an :func:`image_grid` with row titles.
+
+    Each image is letterboxed into a ``tile`` square, its mask (if any) outlined in green, with its caption below.
 
     Args:
-        rows: ``(row title, [(rgb image, mask or None, caption), ...])`` per row.
+        rows: ``(row title, [(rgb image, mask or None, caption), ...])`` per row; at least one row.
         tile: side of each square tile in pixels.
         label_width: width of the column holding the row titles.
 
     Returns:
-        ``(H, W, 3)`` uint8 RGB picture.
+        ``(H, W, 3)`` uint8 RGB picture on white.
+
+    Raises:
+        ValueError: no row was given.
     """
-    columns = max((len(items) for _, items in rows), default=1)
-    caption_h = 16
-    height = len(rows) * (tile + caption_h)
-    width = label_width + columns * tile
-    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
+    if not rows:
+        raise ValueError("sample_grid needs at least one row")
     from brain_mtl.data.transforms import build_resize
 
+    columns = max(1, *(len(items) for _, items in rows))
+    caption_h = 16
     letterbox = build_resize(tile, keep_aspect=True)
-    for r, (title, items) in enumerate(rows):
-        top = r * (tile + caption_h)
-        cv2.putText(canvas, title, (6, top + tile // 2), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        for c, (image, mask, caption) in enumerate(items):
+    blank = np.full((tile + caption_h, tile, 3), 255, dtype=np.uint8)
+    cells = []
+    for _, items in rows:
+        for image, mask, caption in items:
             # Ground truth in green, as in every other picture the library draws.
             shown = (
                 draw_outline(image, mask, GREEN, thickness=max(1, round(max(image.shape[:2]) / 200)))
                 if mask is not None
                 else image
             )
-            left = label_width + c * tile
-            canvas[top : top + tile, left : left + tile] = letterbox(image=shown)["image"]
-            cv2.putText(canvas, caption, (left + 3, top + tile + 12), font, 0.35, (40, 40, 40), 1, cv2.LINE_AA)
-    return canvas
+            cell = blank.copy()
+            cell[:tile] = letterbox(image=shown)["image"]
+            cv2.putText(cell, caption, (3, tile + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (40, 40, 40), 1, cv2.LINE_AA)
+            cells.append(cell)
+        cells.extend([blank] * (columns - len(items)))
+    body = image_grid(cells, columns, pad=0, background=255)
+    titles = np.full((body.shape[0], label_width, 3), 255, dtype=np.uint8)
+    for r, (title, _) in enumerate(rows):
+        top = r * (tile + caption_h)
+        cv2.putText(titles, title, (6, top + tile // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.hstack([titles, body])
+
+
+def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend a ``[0, 1]`` heat map, coloured with OpenCV's JET map, onto an image.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        heatmap: ``(H, W)`` float map in ``[0, 1]`` (resized to the image if its size differs).
+        alpha: weight of the colour map in the blend.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+    """
+    height, width = image.shape[:2]
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.shape != (height, width):
+        heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
+    heat_u8 = np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    colored = cv2.cvtColor(cv2.applyColorMap(heat_u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(np.ascontiguousarray(image, dtype=np.uint8), 1.0 - alpha, colored, alpha, 0.0)
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:

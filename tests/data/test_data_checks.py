@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from data_helpers import TreeBuilder, write_mask
 
-from brain_mtl.data.commands import check_data_main
+from brain_mtl.commands.data import check_data_main
 from brain_mtl.data.index import index_dataset
 from brain_mtl.data.inspection import inspect_file
 from brain_mtl.data.io import capture_native_stderr, is_truncated, sniff_format

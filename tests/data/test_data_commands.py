@@ -9,7 +9,7 @@ import cv2
 import pytest
 
 from brain_mtl.classes import CLASS_NAMES
-from brain_mtl.data.commands import check_data_main, synth_main
+from brain_mtl.commands.data import check_data_main, synth_main
 
 
 # Commands

@@ -88,7 +88,7 @@ def prediction_rows(path: Path) -> dict[str, dict[str, str]]:
 
 def lightning_predict_args(config: Path, ckpt: Path, data_root: Path, out: Path, run_dir: Path) -> list[str]:
     """``python -m brain_mtl predict`` with the PredictionWriter into ``out``, at 64 px, quiet, fp32."""
-    writer = {"class_path": "brain_mtl.inference.PredictionWriter", "init_args": {"output_dir": str(out)}}
+    writer = {"class_path": "brain_mtl.callbacks.PredictionWriter", "init_args": {"output_dir": str(out)}}
     callbacks = json.dumps([writer])
     return [
         "predict",

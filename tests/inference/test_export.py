@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from brain_mtl.cli import main
-from brain_mtl.export import ONNX_OUTPUTS, check_onnx, export_onnx, parity_error
 from brain_mtl.inference import Predictor
+from brain_mtl.inference.export import ONNX_OUTPUTS, check_onnx, export_onnx, parity_error
 from brain_mtl.models import UNet
 
 from .conftest import randomize_batchnorm
@@ -100,6 +100,16 @@ def test_export_rejects_a_size_the_network_cannot_take(tmp_path, tiny_ckpt, caps
     args = ["export", "--ckpt_path", str(tiny_ckpt), "--output", str(tmp_path / "z.onnx"), "--image_size", "30"]
     assert main(args) == 2
     assert "multiple of 4" in capsys.readouterr().err
+    # A height and a width; three sides are a usage error too.
+    assert main([*args[:-1], "32", "44", "12"]) == 2
+    assert "one side or a height and a width" in capsys.readouterr().err
+
+
+def test_export_takes_a_height_and_a_width_and_can_skip_the_check(tmp_path, tiny_ckpt, capsys):
+    out = tmp_path / "hw.onnx"
+    args = ["export", "--ckpt_path", str(tiny_ckpt), "--output", str(out), "--image_size", "32", "48", "--no_check"]
+    assert main(args) == 0
+    assert out.is_file() and "max abs diff" not in capsys.readouterr().out
 
 
 def test_parity_check_fails_when_outputs_are_not_finite(tmp_path):

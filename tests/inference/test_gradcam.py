@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brain_mtl.gradcam import GradCAM, heatmap_overlay
+from brain_mtl.inference.gradcam import GradCAM
 from brain_mtl.models import UNet
+from brain_mtl.viz import heatmap_overlay
 
 
 def test_maps_have_input_size_and_unit_range():

@@ -268,9 +268,13 @@ def test_output_path_that_is_a_file_is_a_one_line_error(tmp_path, tiny_ckpt, cap
 
 def test_threshold_that_is_not_a_probability_is_a_usage_error(tmp_path, tiny_ckpt, capsys):
     scans = _write_scans(tmp_path / "in", "a.png")
-    for value in ("nan", "1.5"):
+    for value in ("1.5", "-0.1"):
         assert _predict(tiny_ckpt, scans, tmp_path / "out", "--threshold", value) == 2
         assert "--threshold" in _one_line_error(capsys.readouterr().err)
+    # NaN is not even a float to the parser: the usage and the option's name, status 2.
+    with pytest.raises(SystemExit) as info:
+        _predict(tiny_ckpt, scans, tmp_path / "out", "--threshold", "nan")
+    assert info.value.code == 2 and '"threshold"' in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -288,7 +292,9 @@ def test_non_finite_probabilities_fail_the_image_and_keep_the_tables_strict(tmp_
     overflow_checkpoint(ckpt, tiny_ckpt)  # finite weights, class logits +inf: softmax gives NaN
     scans = _write_scans(tmp_path / "in", "a.png")
     out = tmp_path / "out"
-    assert _predict(tiny_ckpt.parent / "missing.ckpt", scans, out) == 2  # sanity: usage errors still exit 2
+    # Sanity: a checkpoint that cannot be loaded is one error line (status 1, as for fit) and writes nothing.
+    assert _predict(tiny_ckpt.parent / "missing.ckpt", scans, out) == 1
+    assert "no such checkpoint file" in _one_line_error(capsys.readouterr().err) and not out.exists()
     assert _predict(ckpt, scans, out) == 1
     assert "not finite" in capsys.readouterr().err
     report = _strict_json((out / "predictions.json").read_text())

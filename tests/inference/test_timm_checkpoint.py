@@ -18,8 +18,8 @@ import torch
 from brain_mtl import Predictor
 from brain_mtl.cli import main
 from brain_mtl.data.io import read_image
-from brain_mtl.gradcam import GradCAM
 from brain_mtl.inference import load_checkpoint
+from brain_mtl.inference.gradcam import GradCAM
 from brain_mtl.models import UNet
 
 from .conftest import QUICKSTART, TIMM_ENCODER

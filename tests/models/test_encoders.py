@@ -117,7 +117,7 @@ def test_input_adapter_maps_the_pipeline_normalisation_to_the_encoders():
 @pytest.mark.parametrize("encoder", FAMILIES)
 def test_state_dict_round_trip_and_onnx_parity(tmp_path, encoder):
     pytest.importorskip("onnxruntime")
-    from brain_mtl.export import export_onnx
+    from brain_mtl.inference.export import export_onnx
 
     torch.manual_seed(3)
     model = UNet(encoder=encoder, classifier_hidden=8).eval()

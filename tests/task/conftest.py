@@ -18,7 +18,7 @@ QUICKSTART = REPO / "configs" / "quickstart.yaml"
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
     """A synthetic BRISC-layout dataset: 48 train and 12 test images (small files)."""
-    from brain_mtl.data.commands import synth_main
+    from brain_mtl.commands.data import synth_main
 
     root = tmp_path_factory.mktemp("synthetic")
     assert synth_main(["--root", str(root), "--train", "48", "--test", "12", "--seed", "0"]) == 0

@@ -1,10 +1,30 @@
-"""Callbacks of a run: safe checkpoints, the TensorBoard pictures and the evaluation report.
+"""Lightning callbacks of a run, all in one package.
+
+- :class:`RunCheckpoint` (``checkpoint``): checkpoints that are written atomically and never hold a diverged model.
+- :class:`PredictionGrid`, :class:`ConfusionMatrixImage` (``images``): TensorBoard pictures.
+- :class:`EvaluationReport` (``report``): the evaluation report of ``python -m brain_mtl test``, from the test
+  steps' per-image statistics.
+- :class:`PredictionWriter` (``prediction_writer``): the files of ``predict-images`` from
+  ``python -m brain_mtl predict``.
+- :class:`EncoderFreeze` (``finetuning``): a frozen pretrained encoder for the first epochs.
+- :func:`tensorboard_writer` (``tensorboard``): how every callback finds the TensorBoard writer.
 
 They live apart from the task's steps, so a subclass of the task keeps them for free.
 """
 
 from brain_mtl.callbacks.checkpoint import RunCheckpoint
+from brain_mtl.callbacks.finetuning import EncoderFreeze
 from brain_mtl.callbacks.images import ConfusionMatrixImage, PredictionGrid
+from brain_mtl.callbacks.prediction_writer import PredictionWriter
 from brain_mtl.callbacks.report import EvaluationReport
+from brain_mtl.callbacks.tensorboard import tensorboard_writer
 
-__all__ = ["ConfusionMatrixImage", "EvaluationReport", "PredictionGrid", "RunCheckpoint"]
+__all__ = [
+    "ConfusionMatrixImage",
+    "EncoderFreeze",
+    "EvaluationReport",
+    "PredictionGrid",
+    "PredictionWriter",
+    "RunCheckpoint",
+    "tensorboard_writer",
+]

@@ -10,21 +10,15 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from brain_mtl.callbacks.tensorboard import tensorboard_writer
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.postprocess import postprocess
 from brain_mtl.viz import confusion_matrix_image, image_grid, overlay
 
-
-def _tensorboard(trainer: Trainer):
-    """The SummaryWriter of the first TensorBoard logger, or None."""
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            return logger.experiment
-    return None
+__all__ = ["ConfusionMatrixImage", "PredictionGrid"]
 
 
 class PredictionGrid(Callback):
@@ -59,7 +53,7 @@ class PredictionGrid(Callback):
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
         from brain_mtl.data.transforms import denormalize
 
-        writer = _tensorboard(trainer)
+        writer = tensorboard_writer(trainer)
         if writer is None or trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         batch = self._fixed_batch(trainer)
@@ -114,7 +108,7 @@ class ConfusionMatrixImage(Callback):
             return
         counts = self.matrix.compute().cpu().numpy()  # collective under DDP: every rank calls it
         self.matrix = None
-        writer = _tensorboard(trainer)
+        writer = tensorboard_writer(trainer)
         if trainer.is_global_zero and writer is not None:
             picture = confusion_matrix_image(counts, CLASS_NAMES[: self.num_classes])
             writer.add_image(f"{stage}/confusion_matrix", picture, trainer.global_step, dataformats="HWC")

@@ -163,9 +163,9 @@ def _gather(trainer: Trainer, records: ImageRecords) -> ImageRecords:
 
 
 def _log_scalars(trainer: Trainer, headline: dict[str, float]) -> None:
-    from brain_mtl.callbacks.images import _tensorboard
+    from brain_mtl.callbacks.tensorboard import tensorboard_writer
 
-    writer = _tensorboard(trainer)
+    writer = tensorboard_writer(trainer)
     if writer is None:
         return
     for name, value in headline.items():

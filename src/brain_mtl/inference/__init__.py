@@ -1,4 +1,4 @@
-"""Prediction on image files: masks at the original size, classes, overlays, Grad-CAM, and a Lightning writer.
+"""Prediction on image files: masks at the original size, classes, overlays, Grad-CAM, export.
 
 Three ways in:
 
@@ -6,11 +6,12 @@ Three ways in:
   the image's own size, class name, class probabilities); :meth:`Predictor.predict_batch` and
   :meth:`Predictor.iter_predict` run many files in batches.
 - ``python -m brain_mtl predict-images --ckpt_path P --input DIR_OR_FILES --output OUT [--gradcam] [--tta d4]``
-  writes ``<stem>_mask.png``, ``<stem>_overlay.png`` (and ``<stem>_gradcam.png``) per image, plus
-  ``predictions.csv`` and ``predictions.json`` (one row per image; unreadable files listed under ``failed``).
-- ``python -m brain_mtl predict ... --trainer.callbacks+=brain_mtl.inference.PredictionWriter
+  (:mod:`brain_mtl.commands.predict_images`) writes ``<stem>_mask.png``, ``<stem>_overlay.png`` (and
+  ``<stem>_gradcam.png``) per image, plus ``predictions.csv`` and ``predictions.json`` (one row per image;
+  unreadable files listed under ``failed``).
+- ``python -m brain_mtl predict ... --trainer.callbacks+=brain_mtl.callbacks.PredictionWriter
   --trainer.callbacks.output_dir OUT``: LightningCLI's loop, writing the same files through
-  :class:`PredictionWriter`.
+  :class:`brain_mtl.callbacks.PredictionWriter`.
 
 Images are preprocessed exactly as in evaluation (the data package's ``test`` transform: resize, or letterbox
 when the model was trained with ``keep_aspect``, then ImageNet normalisation), with the settings stored in the
@@ -19,22 +20,21 @@ resizing, so a mask lands where the tumour is on non-square images too.
 
 Layout: ``preprocessing`` (transform and geometry), ``checkpoint`` (loading), ``tta`` (test-time augmentation:
 the views, their inverses, the averaging; also used by the evaluation report), ``predictor`` (the API),
-``outputs`` (files), ``writer`` (Lightning callback), ``cli`` (``predict-images``).
+``inputs`` (which files a list of files and folders stands for), ``outputs`` (files), ``gradcam`` (Grad-CAM),
+``export`` (ONNX and state-dict files).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import warnings
+from typing import Any
 
 from brain_mtl.inference.checkpoint import LoadedCheckpoint, load_checkpoint
-from brain_mtl.inference.cli import collect_inputs, predict_images_main
+from brain_mtl.inference.inputs import collect_inputs
 from brain_mtl.inference.outputs import OutputWriter
 from brain_mtl.inference.predictor import Failure, NonFiniteOutputError, Prediction, Predictor, build_prediction
 from brain_mtl.inference.preprocessing import Preprocessing
 from brain_mtl.inference.tta import TTA_MODES, tta_probs
-
-if TYPE_CHECKING:
-    from brain_mtl.inference.writer import PredictionWriter
 
 __all__ = [
     "TTA_MODES",
@@ -43,21 +43,31 @@ __all__ = [
     "NonFiniteOutputError",
     "OutputWriter",
     "Prediction",
-    "PredictionWriter",
     "Predictor",
     "Preprocessing",
     "build_prediction",
     "collect_inputs",
     "load_checkpoint",
-    "predict_images_main",
     "tta_probs",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The Lightning callback is imported on first use: Predictor and predict-images do not pay Lightning's import.
-    if name == "PredictionWriter":
-        from brain_mtl.inference.writer import PredictionWriter
+_MOVED = {
+    "PredictionWriter": "brain_mtl.callbacks",
+    "predict_images_main": "brain_mtl.commands.predict_images",
+}
+"""Names that lived here before; they still resolve (with a DeprecationWarning) for existing configs and scripts."""
 
-        return PredictionWriter
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+
+        home = _MOVED[name]
+        warnings.warn(
+            f"brain_mtl.inference.{name} moved to {home}.{name}; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(home), name)
     raise AttributeError(f"module 'brain_mtl.inference' has no attribute {name!r}")

@@ -17,7 +17,15 @@ from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.inference.predictor import Failure, Prediction
 from brain_mtl.viz import write_png
 
-__all__ = ["OUTPUT_SUFFIXES", "OutputWriter", "previous_run_files", "safe_stem"]
+__all__ = [
+    "OUTPUT_SUFFIXES",
+    "OutputFolderError",
+    "OutputWriter",
+    "check_output_dir",
+    "clear_previous_run",
+    "previous_run_files",
+    "safe_stem",
+]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -64,6 +72,59 @@ def previous_run_files(output_dir: str | os.PathLike, file_prefix: str = "predic
             found.append(folder / name)
     found += [folder / f"{safe_stem(file_prefix)}.csv", json_path]
     return [path for path in dict.fromkeys(found) if path.is_file() and not path.is_symlink()]
+
+
+class OutputFolderError(FileExistsError):
+    """An output folder cannot take a prediction run's files: it is a file, or it holds files and overwrite is off.
+
+    ``predict-images`` reports it as a usage error (exit status 2); ``python -m brain_mtl predict`` with the
+    :class:`~brain_mtl.callbacks.PredictionWriter` prints it after ``error:`` (exit status 1).
+    """
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, *, option: str = "--overwrite") -> None:
+    """Refuse an output folder that a run must not write into; touches nothing.
+
+    Args:
+        output_dir: the folder a run is about to write (it may not exist yet).
+        overwrite: whether the run may write into a folder that already holds files (see
+            :func:`clear_previous_run`).
+        option: how the user turns ``overwrite`` on, named in the message.
+
+    Raises:
+        OutputFolderError: ``output_dir`` is an existing file, or a folder holding files while ``overwrite`` is
+            off; the message names the path and the fix.
+    """
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"output {folder} is an existing file, not a folder; choose a folder")
+    if folder.is_dir() and not overwrite and any(folder.iterdir()):
+        raise OutputFolderError(
+            f"output folder {folder} is not empty; pass {option} to replace its results, or choose another folder"
+        )
+
+
+def clear_previous_run(output_dir: str | os.PathLike, file_prefix: str = "predictions") -> tuple[int, int]:
+    """Delete the files an earlier run listed in its ``<file_prefix>.json`` (:func:`previous_run_files`).
+
+    What overwriting means for ``predict-images --overwrite`` and ``PredictionWriter(overwrite=True)``: the old
+    run's results go, so they cannot mix with the new run's; any other file is left as it is.
+
+    Args:
+        output_dir: the output folder (nothing happens when it does not exist).
+        file_prefix: prefix of the earlier run's tables.
+
+    Returns:
+        ``(removed, others)``: how many files were deleted, and how many other entries the folder still holds.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return 0, 0
+    removed = 0
+    for path in previous_run_files(folder, file_prefix):
+        path.unlink()
+        removed += 1
+    return removed, sum(1 for _ in folder.iterdir())
 
 
 class OutputWriter:
@@ -170,8 +231,7 @@ class OutputWriter:
             write_png(overlay_path, overlay(prediction.image, prediction.mask, None, caption))
             self.files.append(overlay_path.name)
         if prediction.gradcam is not None:
-            from brain_mtl.gradcam import heatmap_overlay
-            from brain_mtl.viz import draw_outline, put_text
+            from brain_mtl.viz import draw_outline, heatmap_overlay, put_text
 
             target = prediction.gradcam_class if prediction.gradcam_class is not None else prediction.class_index
             heat = heatmap_overlay(prediction.image, prediction.gradcam)

@@ -321,12 +321,12 @@ class Predictor:
         return tta_probs(forward, images.to(self.device), mode, output_stride=output_stride_of(self.model))
 
     def gradcam(self, images: Tensor, target_class: int | Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
-        """Grad-CAM maps of the classification for a preprocessed batch (see :class:`brain_mtl.gradcam.GradCAM`).
+        """Grad-CAM maps of the classification for a preprocessed batch (see :class:`.gradcam.GradCAM`).
 
         Returns:
             ``maps (B, h, w)`` in ``[0, 1]`` and the explained class per image ``(B,)``.
         """
-        from brain_mtl.gradcam import GradCAM
+        from brain_mtl.inference.gradcam import GradCAM
 
         result = GradCAM(self.model)(images.to(self.device), target_class)
         return result.maps, result.class_indices

@@ -1,6 +1,7 @@
 """Export a trained network: ONNX (checked with ONNX Runtime), its own state dict, or the reference notebook's layout.
 
-``python -m brain_mtl export --ckpt_path last.ckpt --format onnx --output model.onnx``
+The functions behind ``python -m brain_mtl export --ckpt_path last.ckpt --format onnx --output model.onnx``
+(the command itself is :mod:`brain_mtl.commands.export`).
 
 The ONNX graph has one input, ``image`` ``(B, 3, H, W)`` (ImageNet-normalised, ``H`` and ``W`` multiples of the
 network's ``output_stride``: ``2**depth`` for the reference encoder, 32 for timm encoders), and two named outputs,
@@ -12,29 +13,30 @@ in the model's metadata (``onnx.load(f).metadata_props``), with the encoder's na
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import math
 import os
-import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from brain_mtl.inference.checkpoint import LoadedCheckpoint
 
 __all__ = [
     "ONNX_INPUT",
     "ONNX_OUTPUTS",
     "OnnxExportWrapper",
     "check_onnx",
-    "export_main",
     "export_onnx",
     "export_reference",
     "export_state_dict",
+    "onnx_metadata",
     "parity_error",
     "unet_config",
 ]
@@ -357,79 +359,18 @@ def export_reference(model: nn.Module, path: str | os.PathLike) -> Path:
     return path
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="brain_mtl export",
-        description="Export a trained checkpoint to ONNX (checked with ONNX Runtime), to the network's state dict, "
-        "or to the reference notebook's state-dict layout.",
-    )
-    parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint (.ckpt) or a state-dict file")
-    parser.add_argument(
-        "--format",
-        choices=["onnx", "state_dict", "reference"],
-        default="onnx",
-        help="onnx: graph with outputs mask_logits and class_logits, dynamic batch and size; state_dict: "
-        "torch.save(unet.state_dict()); reference: the notebook's CustomUNet key layout",
-    )
-    parser.add_argument("--output", required=True, help="file to write")
-    parser.add_argument(
-        "--image_size",
-        type=int,
-        nargs="+",
-        default=None,
-        help="ONNX example input side (or height width); default: the checkpoint's training size",
-    )
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--exporter", choices=["auto", "torchscript", "dynamo"], default="auto")
-    parser.add_argument(
-        "--atol",
-        type=float,
-        default=1e-3,
-        help="largest accepted max abs difference between ONNX Runtime and PyTorch logits (default 1e-3)",
-    )
-    parser.add_argument("--no_check", action="store_true", help="skip the ONNX Runtime comparison")
-    return parser
+def onnx_metadata(loaded: LoadedCheckpoint) -> dict[str, Any]:
+    """What a caller of the ONNX graph must know to feed it, stored in the file's ``metadata_props``.
 
+    Args:
+        loaded: the checkpoint the graph is exported from (:func:`~brain_mtl.inference.load_checkpoint`).
 
-def export_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m brain_mtl export``: see ``--help``. Returns the exit status."""
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    from brain_mtl.inference import load_checkpoint
-
-    try:
-        loaded = load_checkpoint(args.ckpt_path)
-    except (OSError, ValueError, RuntimeError, TypeError) as error:
-        # Same status as predict-images for a checkpoint that cannot be loaded.
-        print(f"error: cannot load {args.ckpt_path}: {error}", file=sys.stderr)
-        return 2
-    model = loaded.model.cpu().eval()
-    output = Path(args.output)
-    encoder = str(getattr(model, "encoder_name", "reference"))
-    if args.format == "reference" and encoder != "reference":
-        print(
-            f"error: --format reference needs the reference encoder; this network's encoder is {encoder!r}, which "
-            "the notebook's CustomUNet does not have: use --format state_dict or onnx",
-            file=sys.stderr,
-        )
-        return 2
-    if args.format == "state_dict":
-        export_state_dict(model, output)
-        print(f"wrote {output} (UNet state dict; architecture: {_config_text(model)})")
-        return 0
-    if args.format == "reference":
-        export_reference(model, output)
-        print(f"wrote {output} (reference-notebook layout; architecture: {_config_text(model)})")
-        return 0
-
-    stride = int(getattr(model, "output_stride", 1))
-    if args.image_size is not None and len(args.image_size) not in (1, 2):
-        print("error: --image_size takes one side or a height and a width", file=sys.stderr)
-        return 2
-    size = _size_pair(args.image_size or loaded.preprocessing.image_size)
-    if size[0] % stride or size[1] % stride:
-        print(f"error: --image_size {size} must be a multiple of {stride} (the output stride)", file=sys.stderr)
-        return 2
-    metadata = {
+    Returns:
+        ``producer``, ``class_names``, ``image_size``, ``keep_aspect``, ``mean``, ``std``, ``mask_threshold``,
+        ``output_stride``, ``input_layout``, ``encoder`` and ``encoder_normalization``.
+    """
+    model = loaded.model
+    return {
         "producer": "brain_mtl",
         "class_names": list(loaded.class_names),
         "image_size": loaded.preprocessing.image_size,
@@ -437,40 +378,10 @@ def export_main(argv: Sequence[str] | None = None) -> int:
         "mean": list(loaded.preprocessing.mean),
         "std": list(loaded.preprocessing.std),
         "mask_threshold": loaded.mask_threshold,
-        "output_stride": stride,
+        "output_stride": int(getattr(model, "output_stride", 1)),
         "input_layout": "RGB, (B, 3, H, W), float32, (x / 255 - mean) / std",
         # The encoder's own pixel normalisation is applied inside the graph (InputAdapter): for information only,
         # the input stays (x / 255 - mean) / std with the mean and std above.
-        "encoder": encoder,
+        "encoder": str(getattr(model, "encoder_name", "reference")),
         "encoder_normalization": dict(getattr(model, "normalization", None) or {}),
     }
-    try:
-        export_onnx(model, output, size, opset=args.opset, exporter=args.exporter, metadata=metadata)
-    except (ImportError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {output} (inputs: {ONNX_INPUT}; outputs: {', '.join(ONNX_OUTPUTS)}; dynamic batch and size)")
-    if args.no_check:
-        return 0
-    # Two sizes, one of them non-square and batched, so that a graph frozen to the example shape is caught.
-    shapes = [(1, *size), (2, size[0] + stride, size[1] + 2 * stride)]
-    try:
-        diffs = check_onnx(output, model, shapes)
-    except ImportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    for (batch, height, width), diff in diffs.items():
-        print(f"onnxruntime vs torch, input ({batch}, 3, {height}, {width}): max abs diff {diff:.3g}")
-    problem = parity_error(diffs, args.atol)
-    if problem is not None:
-        print(f"error: parity check failed: {problem}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _config_text(model: nn.Module) -> str:
-    """The architecture as ``UNet`` arguments, e.g. ``encoder='resnet18', in_channels=3, ...``."""
-    config = unet_config(model)
-    ordered = {"encoder": config.pop("encoder")} if "encoder" in config else {}
-    ordered.update(config)
-    return ", ".join(f"{k}={v!r}" for k, v in ordered.items())

@@ -25,13 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import cv2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GradCAM", "GradCAMResult", "heatmap_overlay"]
+__all__ = ["GradCAM", "GradCAMResult"]
 
 
 class GradCAMResult(NamedTuple):
@@ -166,23 +164,3 @@ class GradCAM:
         if bool(((targets < 0) | (targets >= num_classes)).any()):
             raise ValueError(f"target_class must lie in [0, {num_classes}), got {targets.tolist()}")
         return targets
-
-
-def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Blend a ``[0, 1]`` heat map, coloured with OpenCV's JET map, onto an image.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB.
-        heatmap: ``(H, W)`` float map in ``[0, 1]`` (resized to the image if its size differs).
-        alpha: weight of the colour map in the blend.
-
-    Returns:
-        ``(H, W, 3)`` uint8 RGB.
-    """
-    height, width = image.shape[:2]
-    heat = np.asarray(heatmap, dtype=np.float32)
-    if heat.shape != (height, width):
-        heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
-    heat_u8 = np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    colored = cv2.cvtColor(cv2.applyColorMap(heat_u8, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    return cv2.addWeighted(np.ascontiguousarray(image, dtype=np.uint8), 1.0 - alpha, colored, alpha, 0.0)

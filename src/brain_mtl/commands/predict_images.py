@@ -1,0 +1,166 @@
+"""``python -m brain_mtl predict-images``: predict files and folders, write masks, overlays and tables."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from brain_mtl.commands.base import UsageError, checkpoint_errors, run_command
+from brain_mtl.inference.inputs import collect_inputs, lies_within
+from brain_mtl.inference.outputs import OutputFolderError, OutputWriter, check_output_dir, clear_previous_run
+from brain_mtl.inference.predictor import Failure, Predictor
+from brain_mtl.inference.tta import output_stride_of
+
+__all__ = ["predict_images", "predict_images_main"]
+
+
+def predict_images(
+    ckpt_path: str,
+    input: list[str],
+    output: str,
+    overwrite: bool = False,
+    gradcam: bool = False,
+    gradcam_class: str | None = None,
+    tta: Literal["none", "flip", "d4"] = "none",
+    mask_gate: bool = False,
+    threshold: float | None = None,
+    image_size: int | None = None,
+    batch_size: int = 8,
+    device: str = "auto",
+    precision: Literal["32", "bf16"] = "32",
+    recursive: bool = False,
+    overlay: bool = True,
+) -> int:
+    """Predict tumour masks and classes for image files or folders.
+
+    Writes <stem>_mask.png (original size), <stem>_overlay.png, optionally <stem>_gradcam.png, and
+    predictions.csv / predictions.json into OUTPUT. Unreadable files are listed (stderr and predictions.json) and
+    skipped; the exit status is 1 when any file failed or the checkpoint cannot be loaded, 2 on a usage error.
+    OUTPUT must be new or empty unless --overwrite is given; its files are never read as inputs.
+
+    Args:
+        ckpt_path: Lightning checkpoint (.ckpt) or state-dict file.
+        input: image files and/or folders of images.
+        output: output folder (created; must be empty, see --overwrite).
+        overwrite: write into an output folder that already holds files: the files a previous predict-images run
+            listed in its predictions.json are removed first, other files are left (and counted).
+        gradcam: also write Grad-CAM heat-map overlays.
+        gradcam_class: class that Grad-CAM explains (name or index); default: each image's predicted class.
+        tta: test-time augmentation: none; flip (the image and its horizontal mirror; also what a bare --tta
+            means); d4 (the 8 flips, 90-degree rotations and transposes, 8x the cost). Each view's mask is mapped
+            back onto the image, then mask and class probabilities are averaged.
+        mask_gate: empty the mask when the class is no_tumor.
+        threshold: mask probability threshold (default: the checkpoint's).
+        image_size: network input side (default: the training size).
+        batch_size: images per forward pass.
+        device: auto, cpu, cuda, cuda:1, ...
+        precision: 32 or bf16.
+        recursive: also read images in sub-folders.
+        overlay: write overlay images (--no_overlay: masks and tables only).
+
+    Returns:
+        0 when every input was predicted, 1 when any failed (they are named on stderr and in
+        ``predictions.json``).
+
+    Raises:
+        UsageError: no input found, an output path that is a file, an output folder that is not empty without
+            ``overwrite``, a threshold outside [0, 1], an image size the network cannot take, or an unknown
+            Grad-CAM class (exit status 2).
+        brain_mtl.errors.CheckpointError: the checkpoint cannot be loaded (exit status 1).
+    """
+    folder = Path(output)
+    try:
+        check_output_dir(folder, overwrite)
+    except OutputFolderError as error:
+        raise UsageError(str(error)) from None
+    if threshold is not None and not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise UsageError(f"--threshold must be a probability in [0, 1], got {threshold}")
+    files = collect_inputs(input, recursive=recursive, exclude=[folder])
+    inside_an_input = lies_within(folder, input)
+    if not files:
+        never_read = f" (files under the output folder {folder} are never read)" if inside_an_input else ""
+        raise UsageError(f"no image files found in {input}{never_read}")
+    if inside_an_input:
+        print(f"note: files under the output folder {folder} are not read as inputs", file=sys.stderr)
+    with checkpoint_errors(ckpt_path):
+        predictor = Predictor.from_checkpoint(
+            ckpt_path,
+            device=device,
+            image_size=image_size,
+            mask_threshold=threshold,
+            tta=tta,
+            mask_gate=mask_gate,
+            precision=precision,
+            batch_size=batch_size,
+        )
+    stride = output_stride_of(predictor.model)
+    size = predictor.preprocessing.image_size
+    if stride is not None and size % stride:
+        raise UsageError(
+            f"image size {size} is not a multiple of the network's output stride {stride}; pass --image_size "
+            f"{max(stride, size // stride * stride)} or {(size // stride + 1) * stride}"
+        )
+    target: int | str | None = int(gradcam_class) if gradcam_class and gradcam_class.isdigit() else gradcam_class
+    try:
+        predictor.class_index(target)
+    except ValueError as error:
+        raise UsageError(f"--gradcam_class: {error}") from None
+    settings = {
+        "checkpoint": str(ckpt_path),
+        "image_size": size,
+        "keep_aspect": predictor.preprocessing.keep_aspect,
+        "mask_threshold": predictor.mask_threshold,
+        "tta": predictor.tta,
+        "mask_gate": predictor.mask_gate,
+        "precision": predictor.precision,
+    }
+    try:
+        if overwrite:
+            _clear_previous_run(folder)
+        out = OutputWriter(folder, predictor.class_names, overlays=overlay, settings=settings)
+    except OSError as error:
+        raise UsageError(f"cannot write to the output folder {folder}: {error}") from None
+    with out:
+        for result in predictor.iter_predict(files, gradcam=gradcam, target_class=target, errors="skip"):
+            if isinstance(result, Failure):
+                out.fail(result.source, result.error)
+                detail = result.error if result.source in result.error else f"{result.source}: {result.error}"
+                print(f"skipped: {detail}", file=sys.stderr)
+            else:
+                out.write(result)
+    print(f"wrote {len(out.rows)} predictions to {out.output_dir} ({out.csv_path.name}, {out.json_path.name})")
+    if out.failures:
+        print(f"{len(out.failures)} of {len(files)} inputs failed: " + ", ".join(f.source for f in out.failures))
+        return 1
+    return 0
+
+
+def _clear_previous_run(folder: Path) -> None:
+    """``--overwrite``: delete the files the previous run listed in its ``predictions.json``; say what stays."""
+    removed, others = clear_previous_run(folder)
+    if removed:
+        print(f"--overwrite: removed {removed} files of the previous run in {folder} (listed in its predictions.json)")
+    if others:
+        print(
+            f"note: {folder} holds {others} other files or folders, not listed by a previous predict-images run; "
+            "they are left as they are (same-named results of this run replace them)",
+            file=sys.stderr,
+        )
+
+
+def predict_images_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m brain_mtl predict-images``: :func:`predict_images` from the command line.
+
+    Args:
+        argv: arguments without the program and command names (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+    """
+    # A bare --tta means flip, the cheap and usual choice.
+    return run_command(
+        predict_images, argv, "brain_mtl predict-images", overrides={"tta": {"nargs": "?", "const": "flip"}}
+    )
