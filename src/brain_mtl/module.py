@@ -2,51 +2,30 @@
 
 from __future__ import annotations
 
-import functools
-import math
-import random
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
+from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.errors import divergence_error
 from brain_mtl.losses import JointLoss, LossParts, MaskLoss
 from brain_mtl.metrics import FalseMaskRate, classification_metrics, image_stats, segmentation_metrics
 from brain_mtl.models import UNet, UNetOutput
-from brain_mtl.postprocess import binarize, probabilities
-
-# Metric objects are updated (not called) in the step, so Lightning computes and resets them once per epoch.
-_EPOCH = {"on_step": False, "on_epoch": True, "add_dataloader_idx": False}
+from brain_mtl.optim import joint_adamw, warmup_then_schedule
+from brain_mtl.postprocess import probabilities
+from brain_mtl.rng import rng_states, set_rng_states
+from brain_mtl.stage_metrics import StageMetricsMixin
 
 Batch = dict[str, Any]
 """One loader's batch: ``image`` (B, 3, H, W), ``label`` (B,), ``path`` list[str], and ``mask`` (B, 1, H, W) for
 segmentation batches."""
 
 
-def _rng_states() -> dict[str, Any]:
-    # Plain types and tensors only, so that checkpoints stay loadable with torch.load(weights_only=True).
-    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (the global state is what we restore)
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    name, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))  # noqa: NPY002
-    random.setstate(states["python"])
-
-
-class BrainTumorModule(LightningModule):
+class BrainTumorModule(StageMetricsMixin, LightningModule):
     """Joint tumour segmentation and slice classification with one U-Net.
 
     A training step receives ``{"seg": batch, "cls": batch}``: the segmentation batch goes through the whole
@@ -245,11 +224,6 @@ class BrainTumorModule(LightningModule):
             torch.cat(labels) if labels else None,
         )
 
-    @staticmethod
-    def _scored_for_masks(batch: Batch) -> Tensor:
-        """(B,) bool: tumour images whose ground-truth mask is known (the images mask metrics are computed on)."""
-        return batch["has_mask"].reshape(-1).bool() & (batch["label"] != NO_TUMOR)
-
     # ------------------------------------------------------------------ forward and the shared step
     def forward(self, images: Tensor) -> UNetOutput:
         """Run the network on (B, 3, H, W) normalised images; returns mask logits (B, 1, H, W) and class logits."""
@@ -315,98 +289,9 @@ class BrainTumorModule(LightningModule):
         """
         if stage == "val" or self.hparams.tta == "none":
             return self(images)
-        from brain_mtl.inference.tta import tta_probs
+        from brain_mtl.inference.tta import tta_output
 
-        mask_probs, class_probs = tta_probs(self, images, self.hparams.tta)
-        eps = torch.finfo(mask_probs.dtype).eps
-        return UNetOutput(torch.logit(mask_probs, eps), torch.log(class_probs.clamp_min(eps)))
-
-    def _update_metrics(
-        self, stage: str, batch: dict[str, Batch], outputs: dict[str, UNetOutput | Tensor], parts: LossParts
-    ) -> None:
-        metrics = self.metrics
-        seg_images: list[tuple[Tensor, Tensor]] = []  # (mask logits, truth) of the images mask metrics score
-        class_scores: list[tuple[Tensor, Tensor]] = []  # (class logits, labels)
-        healthy_masks: list[Tensor] = []  # mask logits of images known to be tumour-free
-        if "seg" in outputs:
-            seg_batch, seg_out = batch["seg"], outputs["seg"]
-            tumour = seg_batch["label"] != NO_TUMOR
-            seg_images.append((seg_out.mask_logits[tumour], seg_batch["mask"][tumour]))
-        if "cls" in outputs:
-            cls_out = outputs["cls"]
-            class_scores.append(
-                (cls_out.class_logits if isinstance(cls_out, UNetOutput) else cls_out, batch["cls"]["label"])
-            )
-        if "eval" in outputs:
-            eval_batch, eval_out = batch["eval"], outputs["eval"]
-            scored = self._scored_for_masks(eval_batch)
-            seg_images.append((eval_out.mask_logits[scored], eval_batch["mask"][scored]))
-            class_scores.append((eval_out.class_logits, eval_batch["label"]))
-            healthy_masks.append(eval_out.mask_logits[eval_batch["label"] == NO_TUMOR])
-        if seg_images:
-            # Pixel metrics on tumour images only (the literature's "Dice on tumour images"); healthy scans are
-            # scored by the false-mask rate instead.
-            n_scored = sum(len(truth) for _, truth in seg_images)
-            for logits, truth in seg_images:
-                if len(truth):
-                    metrics[f"{stage}_seg"].update(torch.sigmoid(logits.float()), truth.long())
-            # Logged on every batch, updated or not: under DDP every process must compute (and so synchronise)
-            # the same set of metrics at epoch end, whatever images its shard happened to hold.
-            self.log_dict(metrics[f"{stage}_seg"], batch_size=max(1, n_scored), **_EPOCH)
-        for logits, labels in class_scores:
-            metrics[f"{stage}_cls"].update(logits.float(), labels)
-            self.log_dict(metrics[f"{stage}_cls"], batch_size=len(labels), **_EPOCH)
-        for logits in healthy_masks:
-            if len(logits):
-                metrics[f"{stage}_false_mask"].update(
-                    binarize(torch.sigmoid(logits.float()), self.hparams.mask_threshold)
-                )
-            self.log(
-                f"{stage}/seg/false_mask_rate",
-                metrics[f"{stage}_false_mask"],
-                batch_size=max(1, len(logits)),
-                **_EPOCH,
-            )
-        size = self._batch_size(batch)
-        metrics[f"{stage}_loss"].update(parts.total.detach(), weight=size)
-        if parts.mask is not None:
-            metrics[f"{stage}_loss_mask"].update(parts.mask.detach(), weight=size)
-        if parts.cls is not None:
-            metrics[f"{stage}_loss_class"].update(parts.cls.detach(), weight=size)
-        if stage == "train":
-            # This process's value, for the progress bar; the epoch's mean over every process is ``train/loss``.
-            self.log("train/loss_step", parts.total, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
-
-    @staticmethod
-    def _batch_size(batch: dict[str, Batch]) -> int:
-        return sum(len(b["label"]) for b in batch.values())
-
-    def _log_epoch_losses(self, stage: str) -> None:
-        """Log the epoch's mean loss ``{stage}/loss`` and its parts ``{stage}/loss/mask``, ``{stage}/loss/class``.
-
-        Each is the mean over the epoch's batches (weighted by batch size, over every process) of what the
-        criterion returned: the total is the criterion's own weighted sum, never re-weighted here.
-        """
-        for name, key in (("loss", "loss"), ("loss/mask", "loss_mask"), ("loss/class", "loss_class")):
-            metric = self.metrics[f"{stage}_{key}"]
-            if not self._seen_by_any_process(metric):
-                continue
-            self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "loss" and stage == "val")
-            metric.reset()
-
-    def _seen_by_any_process(self, metric: nn.Module) -> bool:
-        """Whether a metric was updated in this epoch by any process.
-
-        Every process gets the same answer, so all of them take the same (synchronising) branch.
-        """
-        return bool(self.trainer.strategy.reduce_boolean_decision(metric.update_count > 0, all=False))
-
-    def _log_score(self, stage: str) -> None:
-        """``{stage}/score``: the mean of pooled Dice and macro F1, one number for model selection."""
-        seg, cls = self.metrics[f"{stage}_seg"], self.metrics[f"{stage}_cls"]
-        if self._seen_by_any_process(seg["dice"]) and self._seen_by_any_process(cls["f1"]):
-            score = (seg["dice"].compute() + cls["f1"].compute()) / 2
-            self.log(f"{stage}/score", score, prog_bar=stage == "val")
+        return tta_output(self, images, self.hparams.tta)
 
     # ------------------------------------------------------------------ Lightning's entry points
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
@@ -470,7 +355,7 @@ class BrainTumorModule(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
         states = checkpoint.get("brain_mtl_rng_states")
         if states is not None:
-            _set_rng_states(states)
+            set_rng_states(states)
 
     def setup(self, stage: str) -> None:
         """Prepare the network for a stage.
@@ -507,25 +392,10 @@ class BrainTumorModule(LightningModule):
         A config's ``optimizer`` and ``lr_scheduler`` groups (LightningCLI) replace this method when given.
         """
         hp = self.hparams
-        encoder = self.encoder_parameters()
-        encoder_ids = {id(p) for p in encoder}
-        rest = [p for p in self.parameters() if id(p) not in encoder_ids]
-        groups = [
-            {"params": rest, "lr": hp.lr, "name": "decoder_and_heads"},
-            {"params": encoder, "lr": hp.lr * hp.encoder_lr_multiplier, "name": "encoder"},
-        ]
-        # The fused CUDA kernel: one launch for every parameter instead of several per tensor.
-        fused = all(p.is_cuda for group in groups for p in group["params"]) and bool(encoder)
-        optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused or None)
+        optimizer = joint_adamw(self, self.encoder_parameters(), hp.lr, hp.weight_decay, hp.encoder_lr_multiplier)
         if hp.lr_schedule == "constant" and hp.warmup_epochs <= 0:
             return optimizer
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-        warmup_steps = min(total_steps, round(hp.warmup_epochs * total_steps / epochs))
-        factor = functools.partial(
-            _lr_factor, warmup_steps=warmup_steps, total_steps=total_steps, cosine=hp.lr_schedule == "cosine"
-        )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = warmup_then_schedule(optimizer, self.trainer, hp.warmup_epochs, cosine=hp.lr_schedule == "cosine")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -535,14 +405,4 @@ class BrainTumorModule(LightningModule):
         uninterrupted one (exact for resumption at an epoch boundary with ``num_workers=0``; worker processes
         reseed from the restored state).
         """
-        checkpoint["brain_mtl_rng_states"] = _rng_states()
-
-
-def _lr_factor(step: int, warmup_steps: int, total_steps: int, cosine: bool) -> float:
-    """Learning-rate factor at ``step``: linear warm-up from 0, then constant or a cosine decay to 0."""
-    if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    if not cosine:
-        return 1.0
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        checkpoint["brain_mtl_rng_states"] = rng_states()

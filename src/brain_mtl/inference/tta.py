@@ -199,3 +199,16 @@ def tta_probs(
     if len(chosen) > 1:
         mask_total, class_total = mask_total / len(chosen), class_total / len(chosen)
     return mask_total, class_total
+
+
+def tta_output(forward: Callable[[Tensor], Any], images: Tensor, tta: bool | TTAMode) -> Any:
+    """The averaged views of :func:`tta_probs` as a network output: ``UNetOutput(logit(p_mask), log(p_class))``.
+
+    Losses and metrics computed on it score the averaged probabilities (``sigmoid`` and ``softmax`` of these logits
+    give them back).
+    """
+    from brain_mtl.models import UNetOutput
+
+    mask_probs, class_probs = tta_probs(forward, images, tta)
+    eps = torch.finfo(mask_probs.dtype).eps
+    return UNetOutput(torch.logit(mask_probs, eps), torch.log(class_probs.clamp_min(eps)))
