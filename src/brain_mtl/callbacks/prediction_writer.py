@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from brain_mtl.data import BrainTumorDataModule
 from brain_mtl.inference.checkpoint import class_names_for
 from brain_mtl.inference.outputs import OutputWriter, check_output_dir, clear_previous_run
-from brain_mtl.inference.predictor import NonFiniteOutputError, build_prediction
+from brain_mtl.inference.prediction import NonFiniteOutputError, build_prediction
 from brain_mtl.inference.preprocessing import Preprocessing
 from brain_mtl.module import BrainTumorModule
 

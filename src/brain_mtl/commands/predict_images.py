@@ -11,7 +11,8 @@ from typing import Literal
 from brain_mtl.commands.base import UsageError, checkpoint_errors, run_command
 from brain_mtl.inference.inputs import collect_inputs, lies_within
 from brain_mtl.inference.outputs import OutputFolderError, OutputWriter, check_output_dir, clear_previous_run
-from brain_mtl.inference.predictor import Failure, Predictor
+from brain_mtl.inference.prediction import Failure
+from brain_mtl.inference.predictor import Predictor
 from brain_mtl.inference.tta import output_stride_of
 
 __all__ = ["predict_images", "predict_images_main"]

@@ -32,7 +32,8 @@ from typing import Any
 from brain_mtl.inference.checkpoint import LoadedCheckpoint, load_checkpoint
 from brain_mtl.inference.inputs import collect_inputs
 from brain_mtl.inference.outputs import OutputWriter
-from brain_mtl.inference.predictor import Failure, NonFiniteOutputError, Prediction, Predictor, build_prediction
+from brain_mtl.inference.prediction import Failure, NonFiniteOutputError, Prediction, build_prediction
+from brain_mtl.inference.predictor import Predictor
 from brain_mtl.inference.preprocessing import Preprocessing
 from brain_mtl.inference.tta import TTA_MODES, tta_probs
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from brain_mtl import jsonsafe
 from brain_mtl.classes import CLASS_NAMES
-from brain_mtl.inference.predictor import Failure, Prediction
+from brain_mtl.inference.prediction import Failure, Prediction
 from brain_mtl.viz import write_png
 
 __all__ = [
