@@ -97,12 +97,9 @@ class FakeDataModule(pl.LightningDataModule):
         return DataLoader(self.samples, batch_size=self.batch_size, shuffle=False)
 
 
-def run_test(samples, root, module=None, datamodule=None, logger=False, **options):
-    """``trainer.test`` with :class:`EvaluationReport`; returns the callback (its ``report`` and ``paths``)."""
-    options.setdefault("bootstrap", 0)
-    options.setdefault("check_duplicates", False)
-    callback = EvaluationReport(**options)
-    trainer = pl.Trainer(
+def make_trainer(root, logger, callback) -> pl.Trainer:
+    """A quiet CPU trainer with one callback."""
+    return pl.Trainer(
         default_root_dir=root,
         logger=logger,
         callbacks=[callback],
@@ -112,6 +109,14 @@ def run_test(samples, root, module=None, datamodule=None, logger=False, **option
         enable_model_summary=False,
         enable_checkpointing=False,
     )
+
+
+def run_test(samples, root, module=None, datamodule=None, logger=False, **options):
+    """``trainer.test`` with :class:`EvaluationReport`; returns the callback (its ``report`` and ``paths``)."""
+    options.setdefault("bootstrap", 0)
+    options.setdefault("check_duplicates", False)
+    callback = EvaluationReport(**options)
+    trainer = make_trainer(root, logger, callback)
     module = module or FakeModule()
     if datamodule is False:  # a bare loader: no datamodule facts
         trainer.test(module, dataloaders=DataLoader(samples, batch_size=3), verbose=False)

@@ -2,27 +2,13 @@
 
 import json
 
-import lightning.pytorch as pl
 import pytest
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from brain_mtl.callbacks import EvaluationReport
 
-from .eval_fakes import FakeDataModule, FakeModule, make_samples
-
-
-def make_trainer(tmp_path, logger, callback):
-    return pl.Trainer(
-        default_root_dir=tmp_path,
-        logger=logger,
-        callbacks=[callback],
-        accelerator="cpu",
-        devices=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+from .eval_fakes import FakeDataModule, FakeModule, make_samples, make_trainer
 
 
 def test_callback_writes_report_and_logs_scalars(tmp_path, caplog):
