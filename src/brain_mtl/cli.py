@@ -22,6 +22,7 @@ TOOLS: dict[str, tuple[str, str]] = {
         "predict masks and classes for image files or folders",
     ),
     "export": ("brain_mtl.export:export_main", "export a checkpoint to ONNX or a state dict"),
+    "app": ("brain_mtl.app:app_main", "start the web app (Streamlit) for a checkpoint or an ONNX file"),
 }
 
 LIGHTNING_SUBCOMMANDS = {
