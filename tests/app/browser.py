@@ -55,23 +55,27 @@ class AppServer:
     """``python -m brain_mtl app`` in its own process group, stopped (group and all) by :meth:`stop`.
 
     Args:
-        ckpt_path: the model file.
+        ckpt_path: the model file (None: the quickstart's, looked up in ``cwd``).
         port: the port to serve on.
         log_path: where the server's output goes.
         cwd: the folder it runs in.
         threads: torch threads of the server (None: its default).
     """
 
-    def __init__(self, ckpt_path: Path, port: int, log_path: Path, cwd: Path, threads: int | None = None) -> None:
+    def __init__(
+        self, ckpt_path: Path | None, port: int, log_path: Path, cwd: Path, threads: int | None = None
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1")
         src = Path(__file__).resolve().parents[2] / "src"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH", "")]))
+        command = [sys.executable, "-m", "brain_mtl", "app", "--port", str(port)]
+        if ckpt_path is not None:  # without one, the app looks for the quickstart's checkpoint in ``cwd``
+            command += ["--ckpt_path", str(ckpt_path)]
         if threads is not None:
-            env["OMP_NUM_THREADS"] = str(threads)
-        command = [sys.executable, "-m", "brain_mtl", "app", "--ckpt_path", str(ckpt_path), "--port", str(port)]
+            command += ["--torch_threads", str(threads)]
         self._log = log_path.open("wb")
         # A process group of its own: stop() ends the launcher and the Streamlit server it starts, nothing else.
         self.process = subprocess.Popen(
@@ -161,9 +165,13 @@ class AppPage:
         self.download_dir = download_dir
 
     def _wait(self, condition, timeout: float, message: str):
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(condition, message)
+        # Streamlit redraws elements while a script runs: an element found a moment ago may be gone; look again.
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        wait = WebDriverWait(self.driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored)
+        return wait.until(condition, message)
 
     def open(self, timeout: float = 90.0) -> None:
         """Load the page and wait for the uploader (the model is loaded by then)."""
@@ -193,7 +201,7 @@ class AppPage:
         return found[0] if found else None
 
     def wait_result(self, stem: str, timeout: float = 60.0):
-        """Wait until the result box of ``stem`` shows its class and its images have loaded; return the box."""
+        """Wait until the result box of ``stem`` is complete: class, downloads, chart drawn, images loaded."""
         from selenium.webdriver.common.by import By
 
         def ready(_driver):
@@ -202,6 +210,8 @@ class AppPage:
             if box is None or "Predicted class" not in box.text or not self._idle():
                 return False
             if not box.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton']"):
+                return False
+            if not box.find_elements(By.CSS_SELECTOR, "canvas, svg.marks"):  # the probability chart is drawn
                 return False
             images = box.find_elements(By.CSS_SELECTOR, "[data-testid='stImage'] img")
             loaded = images and all(
@@ -290,7 +300,7 @@ class AppPage:
 
 
 @contextlib.contextmanager
-def running_app(ckpt_path: Path, workdir: Path, threads: int | None = None) -> Iterator[AppServer]:
+def running_app(ckpt_path: Path | None, workdir: Path, threads: int | None = None) -> Iterator[AppServer]:
     """An app server on a free port of 127.0.0.1, stopped on exit (its port closed)."""
     port = free_port()
     server = AppServer(ckpt_path, port, workdir / "server.log", workdir, threads)
@@ -309,6 +319,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screenshot", required=True, type=Path)
     parser.add_argument("--gradcam", action="store_true", help="tick Grad-CAM before uploading")
     parser.add_argument("--repeat", type=int, default=1, help="upload the scan again under new names")
+    parser.add_argument(
+        "--as_quickstart",
+        action="store_true",
+        help="copy the checkpoint to runs/quickstart/checkpoints/last.ckpt and start the app without --ckpt_path",
+    )
+    parser.add_argument("--height", type=int, default=1250, help="window height in pixels")
+    parser.add_argument("--torch_threads", type=int, default=None, help="the server's --torch_threads")
     args = parser.parse_args(argv)
     import tempfile
 
@@ -316,14 +333,21 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="brain_mtl_app_shot_") as folder:
         work = Path(folder)
-        with running_app(args.ckpt_path.resolve(), work) as server:
-            driver = start_browser(work, height=1000)
+        ckpt: Path | None = args.ckpt_path.resolve()
+        if args.as_quickstart:
+            default = work / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
+            default.parent.mkdir(parents=True)
+            shutil.copy2(args.ckpt_path, default)  # copy2 keeps the file's date, which the page shows
+            ckpt = None
+        with running_app(ckpt, work, args.torch_threads) as server:
+            driver = start_browser(work, height=args.height)
             try:
                 page = AppPage(driver, server.url, work)
                 page.open()
                 if args.gradcam:
-                    label = driver.find_element(By.XPATH, "//label[contains(., 'Grad-CAM heat map')]")
-                    label.click()
+                    page.wait_idle()
+                    box = driver.find_element(By.CSS_SELECTOR, "input[type='checkbox'][aria-label='Grad-CAM heat map']")
+                    driver.execute_script("arguments[0].click()", box)  # the input itself is hidden under its label
                     page.wait_idle()
                 times = []
                 for i in range(args.repeat):
@@ -333,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
                     page.wait_idle()
                 for i, seconds in enumerate(times):
                     print(f"upload {i + 1}: result shown {seconds:.2f} s after the file was given to the uploader")
-                page.screenshot(args.screenshot.resolve(), page.result(args.scan.stem))
+                for caption in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stCaptionContainer']"):
+                    if "predicted in" in caption.text:
+                        print(f"server side: {caption.text}")
+                page.screenshot(args.screenshot.resolve())
                 print(f"wrote {args.screenshot}")
             finally:
                 driver.quit()

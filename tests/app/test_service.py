@@ -240,6 +240,8 @@ def test_bad_arguments_exit_with_a_message(tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
     assert app_main(["--port", "70000"]) == 2
     assert "--port must be between 1 and 65535" in capsys.readouterr().err
+    assert app_main(["--torch_threads", "0"]) == 2
+    assert "--torch_threads must be at least 1" in capsys.readouterr().err
 
 
 def test_without_ckpt_path_the_quickstart_checkpoint_is_used(tmp_path, monkeypatch, glioma_ckpt):
@@ -262,7 +264,7 @@ def test_without_ckpt_path_the_quickstart_checkpoint_is_used(tmp_path, monkeypat
     default.parent.mkdir(parents=True)
     default.write_bytes(glioma_ckpt.read_bytes())
     assert app_main(["--port", "8555"]) == 0
-    assert started["ckpt"] == str(default.resolve())
+    assert started["ckpt"] == str(service.DEFAULT_CKPT) and Path(started["ckpt"]).resolve() == default.resolve()
     assert "8555" in started["command"]
     assert os.environ.get(CKPT_ENV) is None  # only the server's environment carries it
 

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from jsonargparse import ArgumentParser
 
-__all__ = ["CKPT_ENV", "DEVICE_ENV", "app_main", "build_parser", "page_script", "streamlit_command"]
+__all__ = ["CKPT_ENV", "DEVICE_ENV", "THREADS_ENV", "app_main", "build_parser", "page_script", "streamlit_command"]
 
 CKPT_ENV = "BRAIN_MTL_APP_CKPT_PATH"
 """Environment variable through which the launcher tells the page which model to load (empty: none)."""
 DEVICE_ENV = "BRAIN_MTL_APP_DEVICE"
 """Environment variable with the device the page runs the model on."""
+THREADS_ENV = "BRAIN_MTL_APP_TORCH_THREADS"
+"""Environment variable with the number of CPU threads PyTorch uses in the server (empty: PyTorch's default)."""
 
 INSTALL_HINT = 'pip install -e ".[app]"  (from a clone; or pip install "brain-mtl[app]")'
 
@@ -29,6 +31,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8501,
     device: str = "auto",
+    torch_threads: int | None = None,
     max_upload_mb: int = 50,
 ) -> None:
     """Start the brain_mtl web app: upload scans, see masks, classes and Grad-CAM, download the results.
@@ -39,6 +42,8 @@ def serve(
         host: address to listen on; 127.0.0.1 serves this machine only (0.0.0.0: every network interface).
         port: TCP port.
         device: where the model runs: auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ...
+        torch_threads: CPU threads PyTorch uses (default: its own choice, one per core); 1 gives steadier times on
+            a machine busy with other work.
         max_upload_mb: largest file the page accepts, in MB.
     """
 
@@ -103,9 +108,9 @@ def _resolve_checkpoint(ckpt_path: str | None) -> tuple[str, str | None]:
         if not path.is_file():
             what = "is a folder, not a model file" if path.is_dir() else "does not exist"
             return "", f"--ckpt_path {ckpt_path} {what}. {NO_CHECKPOINT}"
-        return str(path.resolve()), None
+        return str(path), None  # as given: the server runs in this folder, and the page shows the path as typed
     if DEFAULT_CKPT.is_file():
-        return str(DEFAULT_CKPT.resolve()), None
+        return str(DEFAULT_CKPT), None
     print(f"note: {NO_CHECKPOINT}", file=sys.stderr)
     return "", None
 
@@ -115,6 +120,9 @@ def app_main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if not 1 <= int(args.port) <= 65535:
         print(f"error: --port must be between 1 and 65535, got {args.port}", file=sys.stderr)
+        return 2
+    if args.torch_threads is not None and int(args.torch_threads) < 1:
+        print(f"error: --torch_threads must be at least 1, got {args.torch_threads}", file=sys.stderr)
         return 2
     if int(args.max_upload_mb) < 1:
         print(f"error: --max_upload_mb must be at least 1, got {args.max_upload_mb}", file=sys.stderr)
@@ -134,7 +142,8 @@ def app_main(argv: Sequence[str] | None = None) -> int:
             "and upload scans",
             file=sys.stderr,
         )
-    env = dict(os.environ, **{CKPT_ENV: ckpt, DEVICE_ENV: str(args.device)})
+    threads = "" if args.torch_threads is None else str(int(args.torch_threads))
+    env = dict(os.environ, **{CKPT_ENV: ckpt, DEVICE_ENV: str(args.device), THREADS_ENV: threads})
     env.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no version check over the network
     shown = "localhost" if args.host == "127.0.0.1" else args.host
     print(f"brain_mtl app: {ckpt or 'no model'} at http://{shown}:{args.port} (Ctrl+C stops it)", file=sys.stderr)

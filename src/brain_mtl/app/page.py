@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from brain_mtl.app import service
-from brain_mtl.app.launch import CKPT_ENV, DEVICE_ENV
+from brain_mtl.app.launch import CKPT_ENV, DEVICE_ENV, THREADS_ENV
 
 # No bare strings below the module docstring: Streamlit's "magic" would print them in the page.
 CACHE_ENTRIES = 64  # predictions a session keeps (all scans shown, under a few recent settings)
@@ -25,7 +25,14 @@ CACHE_ENTRIES = 64  # predictions a session keeps (all scans shown, under a few 
 def _load_model(path: str, modified_ns: int, device: str) -> service.AppModel:
     # modified_ns is part of the cache key: a checkpoint rewritten by training is loaded again.
     del modified_ns
-    return service.load_app_model(path, device)
+    threads = os.environ.get(THREADS_ENV, "")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    model = service.load_app_model(path, device)
+    model.warm_up()
+    return model
 
 
 @st.cache_resource(show_spinner=False)
@@ -48,7 +55,7 @@ def _remember(cache: OrderedDict, key: Any, value: Any) -> None:
 
 def _model_facts(model: service.AppModel) -> None:
     st.sidebar.header("Model")
-    lines = [f"- **{label}:** {value}" for label, value in model.facts.rows()]
+    lines = [f"- **{label}:** " + (f"`{value}`" if label == "File" else value) for label, value in model.facts.rows()]
     st.sidebar.markdown("\n".join(lines))
 
 
@@ -175,18 +182,59 @@ def _probability_chart(result: service.ScanResult) -> None:
     st.altair_chart(chart)
 
 
-def _show_result(index: int, result: service.ScanResult, stem: str, files: service.ExportFiles, opacity: float) -> None:
+def _pictures(
+    model: service.AppModel, result: service.ScanResult, settings: service.Settings, opacity: float
+) -> service.Pictures:
+    cache = _session_cache("brain_mtl_pictures")
+    key = (model.key, result.scan.name, result.scan.digest, settings, opacity)
+    shown = cache.get(key)
+    if shown is None:
+        shown = service.pictures(result, opacity)
+        _remember(cache, key, shown)
+    return shown
+
+
+def _show_result(
+    index: int, result: service.ScanResult, stem: str, files: service.ExportFiles, shown: service.Pictures
+) -> None:
     prediction = result.prediction
-    overlay = service.overlay_image(result, opacity)
     gradcam = files.gradcams[index]
     with st.container(border=True, key=f"result-{stem}"):
         st.subheader(result.scan.name)
-        columns = st.columns(4 if gradcam is not None else 3)
-        columns[0].image(service.display_copy(prediction.image), caption="Scan", output_format="PNG")
-        columns[1].image(service.display_copy(overlay), caption="Predicted tumour (red)", output_format="PNG")
-        if gradcam is not None:
-            columns[2].image(gradcam, caption="Grad-CAM of the predicted class", output_format="PNG")
-        with columns[-1]:
+        pictures, facts = st.columns([3 if gradcam is not None else 2, 1.2])
+        with pictures:
+            columns = st.columns(3 if gradcam is not None else 2)
+            columns[0].image(shown.scan, caption="Scan", output_format="PNG")
+            columns[1].image(shown.overlay, caption="Predicted tumour (red)", output_format="PNG")
+            if gradcam is not None:
+                columns[2].image(gradcam, caption="Grad-CAM of the predicted class", output_format="PNG")
+            with st.container(horizontal=True):
+                st.download_button(
+                    "Mask PNG",
+                    files.masks[index],
+                    file_name=f"{stem}_mask.png",
+                    mime="image/png",
+                    key=f"mask-{stem}",
+                    on_click="ignore",
+                )
+                st.download_button(
+                    "Overlay PNG",
+                    shown.overlay_full,
+                    file_name=f"{stem}_overlay.png",
+                    mime="image/png",
+                    key=f"overlay-{stem}",
+                    on_click="ignore",
+                )
+                if gradcam is not None:
+                    st.download_button(
+                        "Grad-CAM PNG",
+                        gradcam,
+                        file_name=f"{stem}_gradcam.png",
+                        mime="image/png",
+                        key=f"gradcam-{stem}",
+                        on_click="ignore",
+                    )
+        with facts:
             st.markdown(f"**Predicted class: {prediction.class_name}** ({prediction.probability:.1%})")
             st.table(
                 {
@@ -200,31 +248,6 @@ def _show_result(index: int, result: service.ScanResult, stem: str, files: servi
             st.caption(
                 f"{width} x {height} px; read and predicted in {result.seconds:.2f} s ({service.torch_threads_note()})"
             )
-            st.download_button(
-                "Mask PNG",
-                files.masks[index],
-                file_name=f"{stem}_mask.png",
-                mime="image/png",
-                key=f"mask-{stem}",
-                on_click="ignore",
-            )
-            st.download_button(
-                "Overlay PNG",
-                service.png_bytes(overlay),
-                file_name=f"{stem}_overlay.png",
-                mime="image/png",
-                key=f"overlay-{stem}",
-                on_click="ignore",
-            )
-            if gradcam is not None:
-                st.download_button(
-                    "Grad-CAM PNG",
-                    gradcam,
-                    file_name=f"{stem}_gradcam.png",
-                    mime="image/png",
-                    key=f"gradcam-{stem}",
-                    on_click="ignore",
-                )
 
 
 def _summary(results: list[service.ScanResult], files: service.ExportFiles) -> None:
@@ -279,7 +302,7 @@ def render() -> None:
         return
     files = _exports(model, results, failures, settings)
     for index, (result, stem) in enumerate(zip(results, files.stems, strict=True)):
-        _show_result(index, result, stem, files, opacity)
+        _show_result(index, result, stem, files, _pictures(model, result, settings, opacity))
     _summary(results, files)
 
 

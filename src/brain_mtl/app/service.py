@@ -38,6 +38,7 @@ __all__ = [
     "UPLOAD_TYPES",
     "AppModel",
     "ModelFacts",
+    "Pictures",
     "ScanInput",
     "ScanResult",
     "Settings",
@@ -47,6 +48,7 @@ __all__ = [
     "gradcam_available",
     "load_app_model",
     "overlay_image",
+    "pictures",
     "read_upload",
 ]
 
@@ -187,6 +189,11 @@ class AppModel:
             tta="flip" if settings.flip_tta else "none",
             mask_gate=settings.mask_gate,
         )
+
+    def warm_up(self) -> None:
+        """Run the network once on a blank input, so that the first scan does not pay for the kernels' set-up."""
+        side = self.preprocessing.image_size
+        self.predict("warm-up", np.zeros((side, side, 3), np.uint8), Settings())
 
     def predict(self, name: str, image: np.ndarray, settings: Settings) -> Prediction:
         """Predict one ``(H, W, 3)`` uint8 RGB scan; the prediction is named ``name``."""
@@ -472,6 +479,31 @@ def display_copy(image: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+@dataclass(frozen=True)
+class Pictures:
+    """A result's pictures as PNG bytes (what the page shows and offers; the browser gets them unchanged).
+
+    Attributes:
+        scan: the scan, at most :data:`DISPLAY_SIDE` pixels on its longer side.
+        overlay: the overlay at the same display size.
+        overlay_full: the overlay at the scan's own size (the download).
+    """
+
+    scan: bytes
+    overlay: bytes
+    overlay_full: bytes
+
+
+def pictures(result: ScanResult, opacity: float) -> Pictures:
+    """Encode the scan and its overlay (:func:`overlay_image`) for the page."""
+    image = result.prediction.image
+    overlay = overlay_image(result, opacity)
+    overlay_full = png_bytes(overlay)
+    if max(image.shape[:2]) <= DISPLAY_SIDE:
+        return Pictures(png_bytes(image), overlay_full, overlay_full)
+    return Pictures(png_bytes(display_copy(image)), png_bytes(display_copy(overlay)), overlay_full)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
