@@ -75,6 +75,30 @@ def test_huge_images_are_refused_from_the_header_before_decoding(monkeypatch):
         service.read_upload("big.png", data, max_pixels=100_000)
 
 
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` gray pixels and holds none (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_decompression_bombs_are_refused_from_the_header(monkeypatch):
+    def no_decoding(*_args, **_kwargs):
+        raise AssertionError("the pixels were decoded")
+
+    monkeypatch.setattr("brain_mtl.data.io.decode_unchanged", no_decoding)
+    # 30000 x 30000: beyond Pillow's own limit, which refuses to open it at all.
+    with pytest.raises(service.UploadError, match=r"^bomb\.png: its header declares an image larger than the app"):
+        service.read_upload("bomb.png", _png_header_only(30000, 30000))
+    with pytest.raises(service.UploadError, match=r"^wide\.png: 6000 x 5000 pixels is larger than the app takes"):
+        service.read_upload("wide.png", _png_header_only(6000, 5000))
+
+
 # ---------------------------------------------------------------------------------------------------- the model
 def test_checkpoint_facts(glioma_ckpt):
     model = service.load_app_model(glioma_ckpt, device="cpu")

@@ -40,6 +40,11 @@ def _example(name: str) -> service.ScanInput:
     return service.example_scan(name)
 
 
+def _plain(text: str) -> str:
+    """Text shown as itself in Streamlit's Markdown (file names and messages may hold ``*``, ``_``, ``$``, ...)."""
+    return "".join("\\" + char if char in "\\`*_[]<>#|~$" else char for char in text)
+
+
 def _session_cache(name: str) -> OrderedDict:
     if name not in st.session_state:
         st.session_state[name] = OrderedDict()
@@ -195,12 +200,17 @@ def _pictures(
 
 
 def _show_result(
-    index: int, result: service.ScanResult, stem: str, files: service.ExportFiles, shown: service.Pictures
+    index: int,
+    result: service.ScanResult,
+    stem: str,
+    files: service.ExportFiles,
+    shown: service.Pictures,
+    hardware: str,
 ) -> None:
     prediction = result.prediction
     gradcam = files.gradcams[index]
     with st.container(border=True, key=f"result-{stem}"):
-        st.subheader(result.scan.name)
+        st.subheader(_plain(result.scan.name))
         pictures, facts = st.columns([3 if gradcam is not None else 2, 1.2])
         with pictures:
             columns = st.columns(3 if gradcam is not None else 2)
@@ -245,9 +255,7 @@ def _show_result(
             _probability_chart(result)
             height, width = prediction.size
             st.markdown(f"**Tumour area:** {result.area_px:,} px, {result.area_share:.2%} of the slice")
-            st.caption(
-                f"{width} x {height} px; read and predicted in {result.seconds:.2f} s ({service.torch_threads_note()})"
-            )
+            st.caption(f"{width} x {height} px; read and predicted in {result.seconds:.2f} s ({hardware})")
 
 
 def _summary(results: list[service.ScanResult], files: service.ExportFiles) -> None:
@@ -287,7 +295,7 @@ def render() -> None:
     try:
         model = _load_model(path, os.stat(path).st_mtime_ns, os.environ.get(DEVICE_ENV, "auto") or "auto")
     except Exception as error:  # a missing, damaged or foreign file: its message, never a traceback
-        st.error(f"Cannot load the model {path}: {error}")
+        st.error(_plain(f"Cannot load the model {path}: {error}"))
         return
     _model_facts(model)
     settings, opacity = _settings(model)
@@ -297,12 +305,12 @@ def render() -> None:
         return
     results, failures = _predict_all(model, scans, settings)
     for _, message in failures:
-        st.error(message)
+        st.error(_plain(message))
     if not results:
         return
     files = _exports(model, results, failures, settings)
     for index, (result, stem) in enumerate(zip(results, files.stems, strict=True)):
-        _show_result(index, result, stem, files, _pictures(model, result, settings, opacity))
+        _show_result(index, result, stem, files, _pictures(model, result, settings, opacity), model.hardware)
     _summary(results, files)
 
 

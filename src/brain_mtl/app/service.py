@@ -18,6 +18,7 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,8 +171,17 @@ class AppModel:
         self.preprocessing = preprocessing
         self.facts = facts
         self.device = device
-        self.key = f"{facts.source}|{facts.written}"
+        # Identifies the network in the sessions' result caches: a file rewritten by training is another model.
+        self.key = f"{facts.source}|{_modified_ns(facts.source)}"
         self._lock = threading.Lock()
+
+    @property
+    def hardware(self) -> str:
+        """Where predictions run, in words: the CUDA device, or the number of CPU threads."""
+        weight = next(self.model.parameters(), None)
+        if weight is not None and weight.device.type != "cpu":
+            return str(weight.device)
+        return f"{torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''}"
 
     @property
     def supports_gradcam(self) -> bool:
@@ -206,6 +216,13 @@ class AppModel:
 def gradcam_available(model: nn.Module) -> bool:
     """Whether a network can be explained with Grad-CAM (a PyTorch network with weights)."""
     return any(True for _ in model.parameters())
+
+
+def _modified_ns(path: str | os.PathLike) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _file_written(path: Path) -> str:
@@ -335,24 +352,36 @@ class ScanInput:
         return read_upload(self.name, self.data or b"", max_pixels)
 
 
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from the image header, without decoding the pixels (None when Pillow cannot tell)."""
-    try:
-        from PIL import Image
-    except ImportError:  # Pillow comes with the app extra; without it the size is checked after decoding
-        return None
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return int(image.size[0]), int(image.size[1])
-    except Exception:  # not an image Pillow knows, or a header it refuses: OpenCV's decoder will say what is wrong
-        return None
-
-
 def _too_large(name: str, width: int, height: int, max_pixels: int) -> UploadError:
     return UploadError(
         f"{name}: {width} x {height} pixels is larger than the app takes ({max_pixels / 1e6:g} megapixels): "
         "downscale it, or predict it with `python -m brain_mtl predict-images`."
     )
+
+
+def _check_declared_size(name: str, data: bytes, max_pixels: int) -> None:
+    """Refuse an image whose header declares more than ``max_pixels``, without decoding its pixels.
+
+    Pillow reads the header (it comes with Streamlit); a format it does not know is checked after decoding.
+    """
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = int(image.size[0]), int(image.size[1])
+    except Image.DecompressionBombError as error:  # Pillow itself refuses to open it: far beyond the limit here
+        raise UploadError(
+            f"{name}: its header declares an image larger than the app takes ({max_pixels / 1e6:g} megapixels; "
+            f"{error}): downscale it, or predict it with `python -m brain_mtl predict-images`."
+        ) from error
+    except Exception:  # not an image Pillow knows, or a header it refuses: OpenCV's decoder will say what is wrong
+        return
+    if width * height > max_pixels:
+        raise _too_large(name, width, height, max_pixels)
 
 
 def read_upload(name: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -375,9 +404,7 @@ def read_upload(name: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndar
 
     if not data:
         raise UploadError(f"{name}: the file is empty (0 bytes): upload the scan again.")
-    size = _header_size(data)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise _too_large(name, size[0], size[1], max_pixels)
+    _check_declared_size(name, data, max_pixels)
     fmt = sniff_format(data)  # from the content: a file that is no image at all is reported by the decoder below
     if fmt is not None and is_truncated(data):
         raise UploadError(
@@ -563,8 +590,3 @@ def export_files(
             gradcam = out / f"{stem}_gradcam.png"
             gradcams.append(gradcam.read_bytes() if gradcam.is_file() else None)
         return ExportFiles(stems, masks, gradcams, writer.csv_path.read_bytes(), writer.json_path.read_bytes())
-
-
-def torch_threads_note() -> str:
-    """How many CPU threads PyTorch uses (shown beside the timings)."""
-    return f"{torch.get_num_threads()} CPU thread(s)" if not torch.cuda.is_available() else "CUDA"
