@@ -18,7 +18,8 @@ from brain_mtl.app import service
 from brain_mtl.app.launch import CKPT_ENV, DEVICE_ENV, THREADS_ENV
 
 # No bare strings below the module docstring: Streamlit's "magic" would print them in the page.
-CACHE_ENTRIES = 64  # predictions a session keeps (all scans shown, under a few recent settings)
+CACHE_ENTRIES = 64  # results a session keeps per cache (all scans shown, under a few recent settings) ...
+CACHE_BYTES = 768 * 2**20  # ... and at most this much memory per cache: a 25-megapixel scan's result is ~300 MB
 
 
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=2)
@@ -51,11 +52,33 @@ def _session_cache(name: str) -> OrderedDict:
     return st.session_state[name]
 
 
+def _size(value: Any) -> int:
+    """Bytes held by a cached value's arrays and byte strings (one level deep)."""
+    parts = vars(value).values() if hasattr(value, "__dict__") else [value]
+    total = 0
+    for part in parts:
+        for item in part if isinstance(part, list) else [part]:
+            if isinstance(item, bytes):
+                total += len(item)
+            elif hasattr(item, "__dict__") or hasattr(item, "__dataclass_fields__"):
+                total += sum(len(v) if isinstance(v, bytes) else getattr(v, "nbytes", 0) for v in vars(item).values())
+    return total
+
+
 def _remember(cache: OrderedDict, key: Any, value: Any) -> None:
-    cache[key] = value
+    """Keep ``value`` in a session cache, dropping the oldest entries beyond the count and memory limits."""
+    cache[key] = (value, _size(value))
     cache.move_to_end(key)
-    while len(cache) > CACHE_ENTRIES:
+    while len(cache) > 1 and (len(cache) > CACHE_ENTRIES or sum(size for _, size in cache.values()) > CACHE_BYTES):
         cache.popitem(last=False)
+
+
+def _recall(cache: OrderedDict, key: Any) -> Any:
+    entry = cache.get(key)
+    if entry is None:
+        return None
+    cache.move_to_end(key)
+    return entry[0]
 
 
 def _model_facts(model: service.AppModel) -> None:
@@ -126,7 +149,7 @@ def _predict_all(
     failures: list[tuple[str, str]] = []
     for scan in scans:
         key = (model.key, scan.name, scan.digest, settings)
-        result = cache.get(key)
+        result = _recall(cache, key)
         if result is None:
             try:
                 with st.spinner(f"Predicting {scan.name} ..."):
@@ -150,7 +173,7 @@ def _exports(
 ) -> service.ExportFiles:
     cache = _session_cache("brain_mtl_exports")
     key = (model.key, settings, tuple((r.scan.name, r.scan.digest) for r in results), tuple(failures))
-    files = cache.get(key)
+    files = _recall(cache, key)
     if files is None:
         recorded = {
             "model": model.facts.source,
@@ -192,7 +215,7 @@ def _pictures(
 ) -> service.Pictures:
     cache = _session_cache("brain_mtl_pictures")
     key = (model.key, result.scan.name, result.scan.digest, settings, opacity)
-    shown = cache.get(key)
+    shown = _recall(cache, key)
     if shown is None:
         shown = service.pictures(result, opacity)
         _remember(cache, key, shown)
