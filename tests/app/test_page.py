@@ -124,6 +124,16 @@ def test_gradcam_adds_a_heat_map_and_its_download(monkeypatch, glioma_ckpt):
     assert "Grad-CAM PNG" in _download_labels(app)
 
 
+def test_onnx_model_predicts_and_disables_gradcam(monkeypatch, glioma_onnx):
+    app = _page(monkeypatch, glioma_onnx)
+    assert "**Format:** ONNX" in app.sidebar.markdown[0].value
+    assert app.checkbox(key="gradcam").disabled
+    app.multiselect(key="examples").set_value(["example_glioma.png"]).run()
+    assert not app.exception
+    assert "**Predicted class: glioma** (64.4%)" in _texts(app)
+    assert list(app.table[0].value["probability"]) == ["64.4%", "23.7%", "8.7%", "3.2%"]
+
+
 def _uploader_supported(app: AppTest) -> bool:
     return hasattr(app.file_uploader(key="uploads"), "set_value")
 

@@ -191,17 +191,6 @@ def test_examples_are_fixed_synthetic_slices():
 
 
 # ---------------------------------------------------------------------------------------------------------- ONNX
-@pytest.fixture(scope="module")
-def glioma_onnx(glioma_ckpt, tmp_path_factory) -> Path:
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    from brain_mtl.cli import main
-
-    path = tmp_path_factory.mktemp("app_onnx") / "glioma.onnx"
-    assert main(["export", "--ckpt_path", str(glioma_ckpt), "--output", str(path)]) == 0
-    return path
-
-
 def test_onnx_files_predict_like_their_checkpoint(glioma_ckpt, glioma_onnx):
     torch_model = service.load_app_model(glioma_ckpt, device="cpu")
     onnx_model = service.load_app_model(glioma_onnx)
