@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "predict masks and classes for image files or folders",
     ),
     "export": ("brain_mtl.commands.export:export_main", "export a checkpoint to ONNX or a state dict"),
+    "app": ("brain_mtl.app:app_main", "start the web app (Streamlit) for a checkpoint or an ONNX file"),
 }
 """Command name -> (``"module:function"`` taking the arguments after the name and returning the exit status,
 one-line help for ``python -m brain_mtl --help``)."""
