@@ -173,8 +173,10 @@ def build_from_config(args, root: Path):
 
     config = yaml.safe_load(Path(args.config).read_text())
     model_args = {**config.get("model", {}), "base_channels": args.width, "attention": args.attention}
+    if args.channels_last is not None:
+        model_args["channels_last"] = args.channels_last == "true"
     data_args = {**config.get("data", {}), "root": str(root), "image_size": args.size, "batch_size": args.batch}
-    precision = config["trainer"].get("precision") or default_precision(args.device)
+    precision = args.precision or config["trainer"].get("precision") or default_precision(args.device)
     return BrainTumorModule(**model_args), BrainTumorDataModule(**data_args), precision
 
 
@@ -254,6 +256,10 @@ def run_fit(args, root: Path, scratch: Path) -> dict:
         "--trainer.callbacks+=bench_timer.StepTimer", f"--trainer.callbacks.out={out}",
         f"--trainer.callbacks.warmup={args.warmup}",
     ]  # fmt: skip
+    if args.precision:
+        command += ["--trainer.precision", args.precision]
+    if args.channels_last is not None:
+        command += ["--model.channels_last", args.channels_last]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(scratch), os.environ.get("PYTHONPATH", "")])}
     subprocess.run(command, check=True, cwd=scratch, env=env)
     result = json.loads(out.read_text())
@@ -278,21 +284,23 @@ def count_flops(step) -> float:
 
 
 def measure_peak(device: torch.device, dtype: torch.dtype, sync, seconds: float = 3.0) -> dict:
-    """Best GFLOP/s of a large matmul and of a U-Net-sized 3x3 convolution (forward + backward), channels-last."""
+    """Best GFLOP/s of a large matmul and of a U-Net-sized 3x3 convolution (forward + backward, both layouts)."""
     results = {}
     a = torch.randn(2048, 2048, device=device, dtype=dtype)
     b = torch.randn(2048, 2048, device=device, dtype=dtype)
     results["matmul"] = _rate(lambda: a @ b, 2 * 2048**3, seconds, sync)
-    conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(device=device, dtype=dtype)
-    conv = conv.to(memory_format=torch.channels_last)
-    x = torch.randn(8, 128, 64, 64, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    x.requires_grad_(True)
     conv_flops = 3 * 2 * 8 * 128 * 128 * 9 * 64 * 64  # forward, grad input, grad weight
+    for layout in (torch.contiguous_format, torch.channels_last):
+        conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(device=device, dtype=dtype)
+        conv = conv.to(memory_format=layout)
+        x = torch.randn(8, 128, 64, 64, device=device, dtype=dtype).contiguous(memory_format=layout)
+        x.requires_grad_(True)
 
-    def conv_step() -> None:
-        conv(x).sum().backward()
+        def conv_step(conv=conv, x=x) -> None:
+            conv(x).sum().backward()
 
-    results["conv3x3_fwd_bwd"] = _rate(conv_step, conv_flops, seconds, sync)
+        name = "channels_last" if layout == torch.channels_last else "contiguous"
+        results[f"conv3x3_fwd_bwd_{name}"] = _rate(conv_step, conv_flops, seconds, sync)
     results["peak"] = max(results.values())
     return results
 
@@ -341,6 +349,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU; default: all)")
     parser.add_argument("--peak-seconds", type=float, default=3.0)
+    parser.add_argument("--precision", default=None, help="override the config's precision in (b) and (c)")
+    parser.add_argument("--channels_last", default=None, choices=["true", "false"], help="override model.channels_last")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     if args.threads:

@@ -96,28 +96,30 @@ def _checkpoint_dirs(config: Any) -> list[Path]:
     return folders
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16 on x86, read from /proc/cpuinfo)."""
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX-BF16 tile units (x86, read from /proc/cpuinfo)."""
     try:
         with open("/proc/cpuinfo") as info:
             flags = next((line for line in info if line.startswith("flags")), "").split()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "amx_bf16" in flags
 
 
 def default_precision(accelerator: Any = "auto") -> str:
     """The precision a config with ``trainer.precision: null`` gets on this machine.
 
-    ``bf16-mixed`` on CUDA GPUs that support bfloat16 (Ampere or newer), ``16-mixed`` on older ones; on a CPU
-    ``bf16-mixed`` when it computes bfloat16 natively (:func:`cpu_has_bf16`), else ``32-true``. Never fp16 on a CPU.
+    ``bf16-mixed`` on CUDA GPUs that support bfloat16 (Ampere or newer), ``16-mixed`` on older ones. On a CPU
+    ``bf16-mixed`` only with AMX (:func:`cpu_has_amx`), else ``32-true``: measured with
+    ``benchmarks/bench_train.py`` on a Xeon with AVX512-BF16 but no AMX, bf16 autocast trained the reference network
+    1.35x slower than float32 (see ``docs/benchmarks.md``). Never fp16 on a CPU.
     """
     import torch
 
     name = str(accelerator or "auto")
     if name in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+    return "bf16-mixed" if cpu_has_amx() else "32-true"
 
 
 class BrainTumorCLI(LightningCLI):

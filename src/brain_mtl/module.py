@@ -117,7 +117,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         freeze_encoder_epochs: int = 0,
         warmup_epochs: float = 0.0,
         tta: Literal["none", "flip", "d4"] = "none",
-        channels_last: bool = False,
+        channels_last: bool = True,
         compile: bool = False,
     ) -> None:
         super().__init__()

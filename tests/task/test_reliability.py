@@ -53,7 +53,8 @@ class PoisonWeightsAfterEpoch(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             with torch.no_grad():
-                next(pl_module.parameters()).view(-1)[0] = float("nan")
+                weight = next(pl_module.parameters())  # any memory layout (channels-last included)
+                weight[(0,) * weight.dim()] = float("nan")
 
 
 def _edit(config: Path, **changes) -> Path:

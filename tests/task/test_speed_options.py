@@ -29,7 +29,7 @@ def test_channels_last_changes_the_layout_not_the_result():
 
 
 @pytest.mark.parametrize(
-    ("cuda", "cuda_bf16", "cpu_bf16", "accelerator", "expected"),
+    ("cuda", "cuda_bf16", "cpu_amx", "accelerator", "expected"),
     [
         (True, True, False, "auto", "bf16-mixed"),
         (True, False, False, "gpu", "16-mixed"),
@@ -39,10 +39,10 @@ def test_channels_last_changes_the_layout_not_the_result():
         (False, False, False, None, "32-true"),
     ],
 )
-def test_default_precision_never_asks_for_fp16_on_a_cpu(monkeypatch, cuda, cuda_bf16, cpu_bf16, accelerator, expected):
+def test_default_precision_never_asks_for_fp16_on_a_cpu(monkeypatch, cuda, cuda_bf16, cpu_amx, accelerator, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: cuda_bf16)
-    monkeypatch.setattr(lightning_cli, "cpu_has_bf16", lambda: cpu_bf16)
+    monkeypatch.setattr(lightning_cli, "cpu_has_amx", lambda: cpu_amx)
     assert lightning_cli.default_precision(accelerator) == expected
 
 
