@@ -175,6 +175,8 @@ def build_from_config(args, root: Path):
     model_args = {**config.get("model", {}), "base_channels": args.width, "attention": args.attention}
     if args.channels_last is not None:
         model_args["channels_last"] = args.channels_last == "true"
+    if args.compile is not None:
+        model_args["compile"] = args.compile == "true"
     data_args = {**config.get("data", {}), "root": str(root), "image_size": args.size, "batch_size": args.batch}
     precision = args.precision or config["trainer"].get("precision") or default_precision(args.device)
     return BrainTumorModule(**model_args), BrainTumorDataModule(**data_args), precision
@@ -187,6 +189,8 @@ def run_raw(args, root: Path, device: torch.device, sync) -> dict:
     datamodule.setup("fit")
     if module.hparams.channels_last:
         module.model.to(memory_format=torch.channels_last)
+    if module.hparams.compile:
+        module.model.compile()
     optimizer = torch.optim.AdamW(module.parameters(), lr=module.hparams.lr, weight_decay=module.hparams.weight_decay)
     batches = endless(datamodule.train_dataloader())
     autocast_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
@@ -260,6 +264,8 @@ def run_fit(args, root: Path, scratch: Path) -> dict:
         command += ["--trainer.precision", args.precision]
     if args.channels_last is not None:
         command += ["--model.channels_last", args.channels_last]
+    if args.compile is not None:
+        command += ["--model.compile", args.compile]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(scratch), os.environ.get("PYTHONPATH", "")])}
     subprocess.run(command, check=True, cwd=scratch, env=env)
     result = json.loads(out.read_text())
@@ -351,6 +357,7 @@ def main() -> None:
     parser.add_argument("--peak-seconds", type=float, default=3.0)
     parser.add_argument("--precision", default=None, help="override the config's precision in (b) and (c)")
     parser.add_argument("--channels_last", default=None, choices=["true", "false"], help="override model.channels_last")
+    parser.add_argument("--compile", default=None, choices=["true", "false"], help="override model.compile")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     if args.threads:
