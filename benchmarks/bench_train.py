@@ -360,6 +360,7 @@ def main() -> None:
     parser.add_argument("--compile", default=None, choices=["true", "false"], help="override model.compile")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
+    args.config = str(Path(args.config).resolve())  # the fit runs in a scratch folder
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
