@@ -9,7 +9,9 @@ A thin face over :mod:`brain_mtl.inference`: predictions are :class:`~brain_mtl.
 are :class:`~brain_mtl.inference.OutputWriter`'s. Layout:
 
 - ``launch``: the command line (jsonargparse) that starts ``streamlit run`` on the page;
-- ``service``: framework-free logic (model loading and facts, reading uploads, drawing, the result files);
+- ``model``: the network loaded once (checkpoint or ONNX), the facts the page shows, the page's settings;
+- ``uploads``: reading and checking uploaded bytes, the bundled example scans;
+- ``service``: framework-free logic the page calls (predicting a scan, drawing, the result files), over the two;
 - ``onnx_model``: an ONNX file from ``python -m brain_mtl export`` as a network the predictor runs (ONNX Runtime);
 - ``page``: the Streamlit page.
 

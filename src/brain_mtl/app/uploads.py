@@ -1,0 +1,145 @@
+"""The web app's inputs.
+
+Uploaded bytes checked and decoded, or refused with a message naming the file; the bundled example scans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp")
+"""File extensions the uploader offers."""
+
+MAX_PIXELS = 25_000_000
+"""Largest upload the app predicts, in pixels (5000 x 5000); larger scans get a message, not a memory spike.
+MRI slices are far smaller (BRISC: 512 x 512); ``predict-images`` takes bigger files."""
+
+
+class UploadError(ValueError):
+    """An uploaded file cannot be predicted; the message names the file and says what to do."""
+
+
+@dataclass(frozen=True)
+class ScanInput:
+    """One scan to predict: an upload (``data`` holds its bytes) or a bundled example (``image`` and ``truth``).
+
+    Attributes:
+        name: the file name shown and used for the downloads.
+        digest: a content hash, the cache key of its prediction.
+        data: the uploaded bytes (None for examples).
+        image: the decoded ``(H, W, 3)`` uint8 RGB image (examples), else None.
+        truth: the true tumour mask ``(H, W)`` (synthetic examples), else None.
+    """
+
+    name: str
+    digest: str
+    data: bytes | None = None
+    image: np.ndarray | None = None
+    truth: np.ndarray | None = None
+
+    @classmethod
+    def upload(cls, name: str, data: bytes) -> ScanInput:
+        """An uploaded file."""
+        return cls(name=name, digest=hashlib.sha256(data).hexdigest(), data=data)
+
+    def read(self, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+        """The scan as ``(H, W, 3)`` uint8 RGB.
+
+        Raises:
+            UploadError: the upload is empty, not an image, truncated, corrupt or too large.
+        """
+        if self.image is not None:
+            return self.image
+        return read_upload(self.name, self.data or b"", max_pixels)
+
+
+def _too_large(name: str, width: int, height: int, max_pixels: int) -> UploadError:
+    return UploadError(
+        f"{name}: {width} x {height} pixels is larger than the app takes ({max_pixels / 1e6:g} megapixels): "
+        "downscale it, or predict it with `python -m brain_mtl predict-images`."
+    )
+
+
+def _check_declared_size(name: str, data: bytes, max_pixels: int) -> None:
+    """Refuse an image whose header declares more than ``max_pixels``, without decoding its pixels.
+
+    Pillow reads the header (it comes with Streamlit); a format it does not know is checked after decoding.
+    """
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = int(image.size[0]), int(image.size[1])
+    except Image.DecompressionBombError as error:  # Pillow itself refuses to open it: far beyond the limit here
+        raise UploadError(
+            f"{name}: its header declares an image larger than the app takes ({max_pixels / 1e6:g} megapixels; "
+            f"{error}): downscale it, or predict it with `python -m brain_mtl predict-images`."
+        ) from error
+    except Exception:  # not an image Pillow knows, or a header it refuses: OpenCV's decoder will say what is wrong
+        return
+    if width * height > max_pixels:
+        raise _too_large(name, width, height, max_pixels)
+
+
+def read_upload(name: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an uploaded file into ``(H, W, 3)`` uint8 RGB, as ``predict-images`` reads files.
+
+    Gray, RGB, RGBA, 16-bit: the data package's reader (:mod:`brain_mtl.data.io`) converts them. The size is checked
+    from the header before the pixels are decoded, so a huge image never fills the memory.
+
+    Args:
+        name: the file's name (in messages).
+        data: its bytes.
+        max_pixels: the largest accepted width x height.
+
+    Raises:
+        UploadError: empty, not an image, truncated, corrupt, or larger than ``max_pixels``; the message names the
+            file and says what to do.
+    """
+    from brain_mtl.data.errors import DatasetError
+    from brain_mtl.data.io import FORMAT_NAMES, decode_unchanged, is_truncated, sniff_format, to_rgb_uint8
+
+    if not data:
+        raise UploadError(f"{name}: the file is empty (0 bytes): upload the scan again.")
+    _check_declared_size(name, data, max_pixels)
+    fmt = sniff_format(data)  # from the content: a file that is no image at all is reported by the decoder below
+    if fmt is not None and is_truncated(data):
+        raise UploadError(
+            f"{name}: truncated: the {FORMAT_NAMES[fmt]} data ends before its end marker (an interrupted download "
+            "or copy): upload the complete file."
+        )
+    try:
+        raw = decode_unchanged(data, name)
+    except DatasetError as error:
+        raise UploadError(str(error)) from error
+    if raw.shape[0] * raw.shape[1] > max_pixels:
+        raise _too_large(name, raw.shape[1], raw.shape[0], max_pixels)
+    return to_rgb_uint8(raw)
+
+
+EXAMPLES: dict[str, tuple[int, int]] = {
+    "example_glioma.png": (0, 11),
+    "example_meningioma.png": (1, 12),
+    "example_pituitary.png": (2, 13),
+    "example_no_tumor.png": (3, 14),
+}
+"""Bundled example scans: name -> (class index, seed) of a synthetic slice drawn by :func:`synthesize_slice`."""
+
+
+def example_scan(name: str, size: int = 384) -> ScanInput:
+    """A bundled example: a synthetic axial slice (not a real scan) with its true tumour mask."""
+    from brain_mtl.data import synthesize_slice
+
+    label, seed = EXAMPLES[name]
+    gray, truth = synthesize_slice(np.random.default_rng(seed), label, "ax", size, size)
+    image = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    return ScanInput(name=name, digest=f"example:{name}:{seed}:{size}", image=image, truth=truth.astype(np.uint8))
