@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
-from common import cpu_name, upscale_copy
+from common import cpu_name, time_calls, upscale_copy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,20 +114,6 @@ def endless(loader):
         yield from loader
 
 
-def timed_steps(step, warmup: int, steps: int, sync) -> list[float]:
-    """Wall seconds of each timed step (data loading included), after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        step()
-    sync()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def run_notebook(args, root: Path, device: torch.device, sync) -> dict:
     from brain_mtl.models import UNet
 
@@ -153,7 +139,7 @@ def run_notebook(args, root: Path, device: torch.device, sync) -> dict:
         loss.backward()
         optimizer.step()
 
-    times = timed_steps(iteration, args.warmup, args.steps, sync)
+    times = time_calls(iteration, args.warmup, args.steps, sync)
     flops = count_flops(lambda: notebook_flops_step(model, args, device))
     return summarize("(a) notebook loop, fp32, num_workers=0", times, 2 * args.batch, flops, "fp32")
 
@@ -212,7 +198,7 @@ def run_raw(args, root: Path, device: torch.device, sync) -> dict:
             loss.backward()
             optimizer.step()
 
-    times = timed_steps(step, args.warmup, args.steps, sync)
+    times = time_calls(step, args.warmup, args.steps, sync)
     flops = count_flops(lambda: brain_mtl_flops_step(module, args, device))
     return summarize(f"(b) raw PyTorch loop, brain_mtl's work, {precision}", times, 2 * args.batch, flops, precision)
 

@@ -239,9 +239,9 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
             stage: ``train``, ``val`` or ``test``.
 
         Returns:
-            ``{"loss": total}`` plus each stream's detached output (``seg``, ``cls``, ``eval``), and for ``eval``
-            batches ``stats``: the per-image :class:`~brain_mtl.metrics.ImageStats` (HD95 in ``test`` only) that the
-            evaluation report collects.
+            ``{"loss": total}`` plus each stream's detached output (``seg``, ``cls``, ``eval``), and in ``test``
+            ``stats``: the per-image :class:`~brain_mtl.metrics.ImageStats` that the evaluation report collects
+            (computed in test only: they move the masks to the CPU, which validation has no use for).
         """
         streams = {name: b for name, b in batch.items() if b is not None}
         outputs: dict[str, UNetOutput | Tensor] = {}
@@ -268,7 +268,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
                 for k, v in outputs.items()
             },
         }
-        if "eval" in outputs:
+        if stage == "test" and "eval" in outputs:
             mask_probs, class_probs = probabilities(*outputs["eval"])
             result["stats"] = image_stats(
                 mask_probs,
@@ -276,7 +276,6 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
                 streams["eval"]["mask"],
                 streams["eval"]["has_mask"],
                 self.hparams.mask_threshold,
-                with_hd95=stage == "test",
             )
         return result
 
