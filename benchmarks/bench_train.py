@@ -7,9 +7,12 @@ common size), the same network width, image size and machine:
     goes through the whole network (BCE + cross-entropy, optimizer step), then a classification batch through the
     whole network (cross-entropy, optimizer step); fp32, ``num_workers=0``, albumentations Resize + HorizontalFlip +
     Rotate(15) + Normalize, AdamW lr 1e-4.
+(a') ``notebook_kept`` (not run by default): the same loop with brain_mtl's host allocator setting
+    (:func:`brain_mtl.allocator.keep_freed_memory`), to show what that setting alone gives the notebook.
 (b) ``raw``: a plain PyTorch loop doing exactly brain_mtl's work per step, on brain_mtl's own loaders and settings
-    (the config's precision, memory layout, workers): the segmentation batch through the whole network, the
-    classification batch through the encoder and class head only, the joint loss, one optimizer step.
+    (the config's precision, memory layout, workers; the host allocator setting of ``python -m brain_mtl``): the
+    segmentation batch through the whole network, the classification batch through the encoder and class head only,
+    the joint loss, one optimizer step.
 (c) ``fit``: ``python -m brain_mtl fit --config <config>`` as a user runs it (its own precision, loaders,
     callbacks), in a subprocess, with a timing callback added and validation left out of the timed steps.
 
@@ -40,6 +43,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 from common import cpu_name, time_calls, upscale_copy
+
+from brain_mtl.allocator import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,7 +119,10 @@ def endless(loader):
         yield from loader
 
 
-def run_notebook(args, root: Path, device: torch.device, sync) -> dict:
+NOTEBOOK_LABEL = "(a) notebook loop, fp32, num_workers=0"
+
+
+def run_notebook(args, root: Path, device: torch.device, sync, label: str = NOTEBOOK_LABEL) -> dict:
     from brain_mtl.models import UNet
 
     torch.manual_seed(0)
@@ -141,7 +149,7 @@ def run_notebook(args, root: Path, device: torch.device, sync) -> dict:
 
     times = time_calls(iteration, args.warmup, args.steps, sync)
     flops = count_flops(lambda: notebook_flops_step(model, args, device))
-    return summarize("(a) notebook loop, fp32, num_workers=0", times, 2 * args.batch, flops, "fp32")
+    return summarize(label, times, 2 * args.batch, flops, "fp32")
 
 
 def notebook_flops_step(model, args, device) -> None:
@@ -169,6 +177,8 @@ def build_from_config(args, root: Path):
 
 
 def run_raw(args, root: Path, device: torch.device, sync) -> dict:
+    if args.allocator == "brain_mtl":
+        keep_freed_memory()  # what `python -m brain_mtl` does before any command
     torch.manual_seed(0)
     module, datamodule, precision = build_from_config(args, root)
     module.to(device).train()
@@ -211,7 +221,7 @@ def brain_mtl_flops_step(module, args, device) -> None:
 
 
 TIMER = '''
-import json, time
+import json, resource, time
 from lightning.pytorch import Callback
 
 class StepTimer(Callback):
@@ -228,7 +238,8 @@ class StepTimer(Callback):
 
     def on_train_end(self, trainer, pl_module):
         with open(self.out, "w") as handle:
-            json.dump({"times": self.times, "precision": str(trainer.precision)}, handle)
+            peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+            json.dump({"times": self.times, "precision": str(trainer.precision), "peak_rss": peak_rss}, handle)
 '''
 
 
@@ -253,13 +264,15 @@ def run_fit(args, root: Path, scratch: Path) -> dict:
     if args.compile is not None:
         command += ["--model.compile", args.compile]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(scratch), os.environ.get("PYTHONPATH", "")])}
+    env["BRAIN_MTL_ALLOCATOR"] = args.allocator
     subprocess.run(command, check=True, cwd=scratch, env=env)
     result = json.loads(out.read_text())
     module, _, _ = build_from_config(args, root)
     device = torch.device(args.device)
     flops = count_flops(lambda: brain_mtl_flops_step(module.to(device), args, device))
     label = f"(c) python -m brain_mtl fit --config {Path(args.config).name}, {result['precision']}"
-    return summarize(label, result["times"], 2 * args.batch, flops, result["precision"])
+    row = summarize(label, result["times"], 2 * args.batch, flops, result["precision"])
+    return {**row, "peak_rss_gib": result["peak_rss"] / 2**30}
 
 
 # ----------------------------------------------------------------------------------------------- FLOPs and peak
@@ -344,6 +357,12 @@ def main() -> None:
     parser.add_argument("--precision", default=None, help="override the config's precision in (b) and (c)")
     parser.add_argument("--channels_last", default=None, choices=["true", "false"], help="override model.channels_last")
     parser.add_argument("--compile", default=None, choices=["true", "false"], help="override model.compile")
+    parser.add_argument(
+        "--allocator",
+        default="brain_mtl",
+        choices=["brain_mtl", "system"],
+        help="(b) and (c): brain_mtl's host allocator setting (the default) or glibc's defaults (BRAIN_MTL_ALLOCATOR)",
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     args.config = str(Path(args.config).resolve())  # the fit runs in a scratch folder
@@ -360,6 +379,10 @@ def main() -> None:
         rows = []
         if "notebook" in modes:
             rows.append(run_notebook(args, root, device, sync))
+        if "notebook_kept" in modes:  # after (a): the allocator setting lasts for the rest of the process
+            keep_freed_memory()
+            label = f"(a') {NOTEBOOK_LABEL[4:]}, brain_mtl's allocator setting"
+            rows.append(run_notebook(args, root, device, sync, label))
         if "raw" in modes:
             rows.append(run_raw(args, root, device, sync))
         if "fit" in modes:
@@ -387,6 +410,11 @@ def main() -> None:
         print(
             f"(c)/(a) brain_mtl fit vs the notebook loop: {by['(c)']['images_per_s'] / by['(a)']['images_per_s']:.2f}x"
         )
+    if "(c)" in by:
+        print(f"peak resident memory of the fit process: {by['(c)']['peak_rss_gib']:.2f} GiB")
+    if "(a'" in by and "(c)" in by:
+        ratio = by["(c)"]["images_per_s"] / by["(a'"]["images_per_s"]
+        print(f"(c)/(a') against the notebook loop with the same allocator setting: {ratio:.2f}x")
     if "(b)" in by and "(c)" in by:
         overhead = by["(b)"]["images_per_s"] / by["(c)"]["images_per_s"] - 1
         print(f"Lightning overhead, (b)/(c) - 1: {100 * overhead:+.1f}%")

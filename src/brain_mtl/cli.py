@@ -67,6 +67,11 @@ def main(args: Sequence[str] | None = None, model_class: type | None = None) -> 
     if argv[0] in ("-V", "--version"):
         print(f"brain_mtl {__version__}")
         return 0
+    from brain_mtl.allocator import keep_freed_memory
+
+    # Before the first large allocation: a CPU training step then reuses freed buffers instead of faulting them
+    # back in from the kernel every step (docs/benchmarks.md); BRAIN_MTL_ALLOCATOR=system turns it off.
+    keep_freed_memory()
     from brain_mtl.data.errors import DatasetError
     from brain_mtl.errors import CheckpointError, DivergenceError
     from brain_mtl.inference.outputs import OutputFolderError
