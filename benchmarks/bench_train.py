@@ -327,6 +327,7 @@ def summarize(label: str, times: list[float], images_per_step: int, flops: float
         "label": label,
         "precision": precision,
         "steps": len(times),
+        "times": times,
         "s_per_step": seconds,
         "images_per_s": images_per_step / seconds,
         "gflop_per_step": flops / 1e9,

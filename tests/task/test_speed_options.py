@@ -4,6 +4,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,3 +114,56 @@ def test_every_command_sets_the_allocator_before_it_runs(monkeypatch, tmp_path):
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(True) or True)
     assert cli.main(["check-data", "--root", str(tmp_path / "missing")]) == 1
     assert calls == [True]
+
+
+# ----------------------------------------------------------------------------------------------- the GPU fit check
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _precision_check():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import fit_precision_check
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return fit_precision_check
+
+
+def test_the_fit_precision_check_flags_what_it_must():
+    check = _precision_check()
+    good = {
+        "requested": "16-mixed",
+        "precision": "16-mixed",
+        "steps": 5,
+        "first": 1.0,
+        "last": 0.5,
+        "finite": True,
+        "scales": [65536.0] * 5,
+    }
+    assert check.failures({**good, "scaler_steps": 5}, 5) == []
+    assert check.failures({**good, "scaler_steps": 0, "scales": []}, 5) == ["GradScaler active on 0 of 5 steps"]
+    bf16 = {**good, "requested": "bf16-mixed", "precision": "bf16-mixed", "scaler_steps": 0, "scales": []}
+    assert check.failures(bf16, 5) == []
+    assert check.failures({**bf16, "scaler_steps": 5}, 5) == ["a GradScaler in bf16-mixed (only 16-mixed needs one)"]
+    assert check.failures({**bf16, "requested": "16-mixed", "finite": False, "last": 1.5}, 4) == [
+        "trained in bf16-mixed, not the requested 16-mixed",
+        "trained 5 steps, not 4",
+        "a non-finite training loss",
+        "the loss did not fall (1.0000 -> 1.5000)",
+    ]
+
+
+def test_the_fit_precision_check_runs_on_a_cpu(tmp_path):
+    """The script a GPU machine runs, on a tiny network: it fits through the CLI and checks the runs."""
+    command = [
+        sys.executable, str(REPO / "benchmarks" / "fit_precision_check.py"),
+        "--accelerator", "cpu", "--precisions", "32-true", "bf16-mixed", "--steps", "12", "--size", "32",
+        "--width", "4", "--lr", "0.01", "--n-train", "60", "--n-test", "20",
+        "--configs", str(REPO / "configs" / "brisc_unet.yaml"), "--compile", "false",
+        "--data-cache", str(tmp_path / "data"), "--scratch", str(tmp_path / "runs"),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "brisc_unet.yaml | 32-true | 12 steps | loss" in result.stdout
+    assert "brisc_unet.yaml | bf16-mixed | 12 steps | loss" in result.stdout
+    assert result.stdout.rstrip().endswith("ALL CHECKS PASSED")
