@@ -374,6 +374,9 @@ def main() -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     modes = args.modes.split(",")
+    if args.allocator == "system" and "notebook_kept" in modes and "raw" in modes:
+        # mallopt cannot be undone in a process: (b) would run with the setting it is asked to leave out.
+        parser.error("--allocator system with both notebook_kept and raw: run them in separate invocations")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         root = prepare_root(args, scratch)

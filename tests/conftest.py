@@ -13,6 +13,9 @@ import os
 import pytest
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# The tests call brain_mtl.cli.main in this process, and main() tunes the process's allocator as a command does
+# (brain_mtl.allocator): keep glibc's defaults for the test session; tests/task/test_speed_options.py tests the setting.
+os.environ.setdefault("BRAIN_MTL_ALLOCATOR", "system")
 
 THREADS_ENV = "BRAIN_MTL_TEST_THREADS"
 """Environment variable with the requested torch thread count; ``--torch-threads`` sets it for the session."""

@@ -53,6 +53,10 @@ def _run_lightning(args: list[str] | None, model_class: type | None) -> None:
 def main(args: Sequence[str] | None = None, model_class: type | None = None) -> int:
     """Run the command line.
 
+    Like ``python -m brain_mtl``, it first tunes this process's memory allocator for training
+    (:func:`brain_mtl.allocator.keep_freed_memory`, for the rest of the process; ``BRAIN_MTL_ALLOCATOR=system``
+    turns that off).
+
     Args:
         args: arguments without the program name; ``None`` reads ``sys.argv``.
         model_class: a subclass of BrainTumorModule to train instead of it (research code).

@@ -167,3 +167,17 @@ def test_the_fit_precision_check_runs_on_a_cpu(tmp_path):
     assert "brisc_unet.yaml | 32-true | 12 steps | loss" in result.stdout
     assert "brisc_unet.yaml | bf16-mixed | 12 steps | loss" in result.stdout
     assert result.stdout.rstrip().endswith("ALL CHECKS PASSED")
+
+
+def test_the_fit_precision_check_records_a_gradscalers_scale():
+    """On a CPU Lightning turns 16-mixed into bf16, so the scaler branch is exercised here with a CPU GradScaler."""
+    from types import SimpleNamespace
+
+    check = _precision_check()
+    recorder = check.StepRecorder()
+    scaled = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=torch.amp.GradScaler("cpu", init_scale=1024.0)))
+    unscaled = SimpleNamespace(precision_plugin=SimpleNamespace())
+    recorder.on_train_batch_end(scaled, None, {"loss": torch.tensor(0.5)}, None, 0)
+    recorder.on_train_batch_end(unscaled, None, torch.tensor(0.25), None, 1)
+    assert recorder.losses == [0.5, 0.25]
+    assert recorder.scales == [1024.0, None]
