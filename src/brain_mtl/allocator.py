@@ -5,8 +5,8 @@ serves each allocation over 32 MiB with a fresh ``mmap`` and returns it with ``m
 faults its activations back in page by page: for the reference network at 256x256 and batch 16 that is about 3.4
 million page faults and a quarter of the step's CPU time spent in the kernel (docs/benchmarks.md). With mmap off and
 trimming off, freed buffers stay in the heap and the next step reuses them: the same step then page-faults rarely,
-for a higher peak resident memory (``fit`` of that network: 11.5 GiB instead of 8.3 GiB, since freed memory stays in
-the process and the heap fragments).
+for a higher peak resident memory (``fit`` of that network: 10.1-11.5 GiB instead of 8.3 GiB, since freed memory
+stays in the process and the heap fragments).
 
 ``python -m brain_mtl`` (and the ``brain-mtl`` script) call :func:`keep_freed_memory` before they run a command;
 code that trains through Lightning's ``Trainer`` directly can call it first. Set ``BRAIN_MTL_ALLOCATOR=system`` to
