@@ -4,13 +4,14 @@ import os
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from brain_mtl import lightning_cli
 from brain_mtl.module import BrainTumorModule
+
+from .conftest import REPO
 
 
 def test_channels_last_changes_the_layout_not_the_result():
@@ -117,9 +118,6 @@ def test_every_command_sets_the_allocator_before_it_runs(monkeypatch, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- the GPU fit check
-REPO = Path(__file__).resolve().parents[2]
-
-
 def _precision_check():
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
