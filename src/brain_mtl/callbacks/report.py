@@ -114,8 +114,9 @@ class EvaluationReport(Callback):
             raise ValueError("the test loop yielded no image; nothing to report")
         datamodule: BrainTumorDataModule | None = trainer.datamodule
         duplicates, note = None, "Not requested."
+        split = getattr(datamodule, "test_split", "test")
         meta: dict[str, Any] = {
-            "split": "test",
+            "split": split,
             "ckpt_path": str(trainer.ckpt_path) if trainer.ckpt_path else None,
             "precision": str(trainer.precision),
             "data_root": None,
@@ -128,7 +129,7 @@ class EvaluationReport(Callback):
             if self.check_duplicates:
                 from brain_mtl.evaluation.leakage import datamodule_duplicates
 
-                duplicates, note = datamodule_duplicates(datamodule, "test", records.paths)
+                duplicates, note = datamodule_duplicates(datamodule, split, records.paths)
         elif self.check_duplicates:
             note = "Not checked: the test loop had no BrainTumorDataModule to compare with."
         hp = module.hparams

@@ -24,6 +24,7 @@ from brain_mtl.data.errors import DatasetError
 from brain_mtl.data.index import Twins, index_dataset
 from brain_mtl.data.layout import CLASSIFICATION_TASK, SEGMENTATION_TASK, dataset_exists
 from brain_mtl.data.records import DatasetIndex, ImageRecord
+from brain_mtl.data.near_duplicates import NEAR_DUPLICATE_DISTANCE
 from brain_mtl.data.split import carve_validation
 from brain_mtl.data.transforms import AUGMENT_LEVELS, build_resize, build_transforms
 
@@ -85,6 +86,11 @@ class BrainTumorDataModule(L.LightningDataModule):
         synthetic_train: training images of the generated synthetic dataset.
         synthetic_test: test images of the generated synthetic dataset.
         pin_memory: page-locked batches for faster host-to-GPU copies (use with CUDA).
+        near_duplicate_distance: the carved validation split keeps images whose perceptual hashes are at most this
+            many bits apart (the same slice re-encoded, or a neighbouring slice of one series) on one side of it;
+            null groups byte-identical images only.
+        test_split: the split that ``test`` evaluates: ``test``, or ``val`` (the carved validation split, to report
+            on it with the full evaluation report while the test split stays unseen).
     """
 
     def __init__(
@@ -105,6 +111,8 @@ class BrainTumorDataModule(L.LightningDataModule):
         synthetic_train: int = 500,
         synthetic_test: int = 100,
         pin_memory: bool = False,
+        near_duplicate_distance: int | None = NEAR_DUPLICATE_DISTANCE,
+        test_split: Literal["test", "val"] = "test",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -114,6 +122,12 @@ class BrainTumorDataModule(L.LightningDataModule):
             raise ValueError(f"train_mode must be one of {TRAIN_MODES}, got {train_mode!r}")
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if near_duplicate_distance is not None and not 0 <= near_duplicate_distance <= 64:
+            raise ValueError(
+                f"near_duplicate_distance must be null or a Hamming distance in 0..64, got {near_duplicate_distance}"
+            )
+        if test_split not in ("test", "val"):
+            raise ValueError(f"test_split must be 'test' or 'val', got {test_split!r}")
         if batch_size < 1 or image_size < 8:
             raise ValueError(f"batch_size must be >= 1 and image_size >= 8, got {batch_size} and {image_size}")
         self.root: Path | None = None if root is None else Path(root)
@@ -123,6 +137,8 @@ class BrainTumorDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.val_fraction = val_fraction
+        self.near_duplicate_distance = near_duplicate_distance
+        self.test_split = test_split
         self.seed = seed
         self.keep_aspect = keep_aspect
         self.augment = augment
@@ -229,7 +245,7 @@ class BrainTumorDataModule(L.LightningDataModule):
                     len(index.warnings) - 20,
                     root,
                 )
-            self.index = carve_validation(index, self.val_fraction, self.seed)
+            self.index = carve_validation(index, self.val_fraction, self.seed, self.near_duplicate_distance)
         if self.cache_images and stage in (None, "fit", "validate"):
             if self.cache is None:
                 self.cache = ImageCache(build_resize(self.image_size, self.keep_aspect))
@@ -343,8 +359,8 @@ class BrainTumorDataModule(L.LightningDataModule):
         return self._dataloader_factory("val")
 
     def test_dataloader(self) -> DataLoader:
-        """Every test image once, with its mask where known (:meth:`evaluation_dataloader`)."""
-        return self._dataloader_factory("test")
+        """Every image of ``test_split`` once, with its mask where known (:meth:`evaluation_dataloader`)."""
+        return self._dataloader_factory(self.test_split)
 
     def predict_dataloader(self) -> DataLoader:
         """The test split's classification images (all classes), evaluation transforms."""

@@ -332,6 +332,7 @@ def _read_files(
             width=check.width,
             channels=check.channels,
             mask_area=mask_check.mask_area if mask_check is not None else None,
+            phash=check.phash,
         )
         if decode and not bad and mask_check is not None:
             check_pair_sizes(record, mask_check, problems)

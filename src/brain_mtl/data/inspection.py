@@ -30,6 +30,7 @@ from brain_mtl.data.io import (
     release_captured,
     sniff_format,
 )
+from brain_mtl.data.near_duplicates import perceptual_hash
 from brain_mtl.data.records import FileCheck, Problem
 
 __all__ = ["inspect_file", "inspect_files", "report_file"]
@@ -146,6 +147,7 @@ def inspect_file(path: Path, is_mask: bool = False, decode: bool = True, strict:
         )
     channels = 1 if array.ndim == 2 else array.shape[2]
     mask_area = float(mask_from_array(array).mean()) if is_mask else None
+    phash = None if is_mask else perceptual_hash(array)
     return FileCheck(
         digest=digest,
         height=array.shape[0],
@@ -153,6 +155,7 @@ def inspect_file(path: Path, is_mask: bool = False, decode: bool = True, strict:
         channels=channels,
         dtype=str(array.dtype),
         mask_area=mask_area,
+        phash=phash,
         format=fmt,
         notes=tuple(notes),
         decoder_messages=messages,

@@ -53,6 +53,8 @@ class FileCheck:
         channels: channels as stored (0 when not decoded).
         dtype: pixel type as decoded, e.g. ``"uint8"``.
         mask_area: tumour fraction of a mask file, after thresholding; None for images.
+        phash: 64-bit perceptual hash of an image (:func:`brain_mtl.data.near_duplicates.perceptual_hash`); None
+            for masks and files not decoded.
         error_kind: why the file is unusable, None when it is usable: ``"unreadable"`` (cannot be opened, or
             empty), ``"not_an_image"`` (the content has no image signature, whatever its name), ``"truncated"``
             (the data ends before its end marker) or ``"corrupt"`` (the decoder fails, or a JPEG decodes with
@@ -73,6 +75,7 @@ class FileCheck:
     channels: int = 0
     dtype: str = ""
     mask_area: float | None = None
+    phash: int | None = None
     error_kind: str | None = None
     error: str | None = None
     format: str | None = None
@@ -98,6 +101,7 @@ class ImageRecord:
         width: image width in pixels as stored.
         channels: channels as stored (1 gray, 3 RGB, 4 RGBA).
         mask_area: tumour fraction of the mask (segmentation images), else None.
+        phash: 64-bit perceptual hash of the pixels (near-duplicates); None when the index did not decode them.
     """
 
     path: Path
@@ -111,6 +115,7 @@ class ImageRecord:
     width: int = 0
     channels: int = 0
     mask_area: float | None = None
+    phash: int | None = None
 
     @property
     def stem(self) -> str:

@@ -1,8 +1,11 @@
-"""The validation split: a stratified, seeded share of ``train`` that never splits one image in two.
+"""The validation split: a stratified, seeded share of ``train`` that never splits one image (or series) in two.
 
 BRISC has no validation split, and every segmentation image is also (byte-identical) a classification image, some
 under other names; :func:`carve_validation` moves whole groups of records that are the same image (same file name
-in either task, or same bytes) so that no image is trained on and validated on at once, in either loader.
+in either task, or same bytes) so that no image is trained on and validated on at once, in either loader. By default
+it also keeps near-duplicates together (perceptual hashes at most
+:data:`~brain_mtl.data.near_duplicates.NEAR_DUPLICATE_DISTANCE` bits apart: the same slice re-encoded, or a
+neighbouring slice of the same series), so that a near-copy of a training image cannot lift the validation score.
 """
 
 from __future__ import annotations
@@ -13,16 +16,21 @@ from dataclasses import replace
 
 import numpy as np
 
+from brain_mtl.data.near_duplicates import NEAR_DUPLICATE_DISTANCE, near_duplicate_pairs
 from brain_mtl.data.records import DatasetIndex, ImageRecord
 
 __all__ = ["carve_validation", "same_image_groups"]
 
 
-def same_image_groups(records: Sequence[ImageRecord]) -> list[list[ImageRecord]]:
-    """Records that are the same image: same file name (across tasks) or same bytes, transitively.
+def same_image_groups(
+    records: Sequence[ImageRecord], near_duplicate_distance: int | None = None
+) -> list[list[ImageRecord]]:
+    """Records that are the same image: same file name (across tasks), same bytes or near-duplicates, transitively.
 
     Args:
         records: e.g. the training records of both tasks.
+        near_duplicate_distance: also join records whose perceptual hashes are at most this many bits apart
+            (None: names and bytes only; records without a hash are joined by names and bytes only).
 
     Returns:
         Groups (a record alone is a group of one), sorted by their first path.
@@ -43,23 +51,36 @@ def same_image_groups(records: Sequence[ImageRecord]) -> list[list[ImageRecord]]
             j = first_by_key.setdefault(key, i)
             if j != i:
                 parent[find(i)] = find(j)
+    if near_duplicate_distance is not None:
+        hashed = [i for i, r in enumerate(records) if r.phash is not None]
+        for a, b, _ in near_duplicate_pairs([records[i].phash for i in hashed], near_duplicate_distance):
+            parent[find(hashed[a])] = find(hashed[b])
     groups: dict[int, list[ImageRecord]] = defaultdict(list)
     for i, r in enumerate(records):
         groups[find(i)].append(r)
     return sorted(groups.values(), key=lambda g: str(g[0].path))
 
 
-def carve_validation(index: DatasetIndex, val_fraction: float = 0.1, seed: int = 42) -> DatasetIndex:
+def carve_validation(
+    index: DatasetIndex,
+    val_fraction: float = 0.1,
+    seed: int = 42,
+    near_duplicate_distance: int | None = NEAR_DUPLICATE_DISTANCE,
+) -> DatasetIndex:
     """Move a stratified, seeded fraction of ``train`` to a ``val`` split, unless the folder has its own.
 
-    Records that are the same image (a segmentation image and its classification copy, or byte-identical
-    files) always move together, so no image is in train and validation at once in either loader. Each class
-    loses ``round(val_fraction * n)`` images (at least one when it has two or more and the fraction is positive).
+    Records that are the same image (a segmentation image and its classification copy, byte-identical files,
+    and near-duplicates unless ``near_duplicate_distance`` is None) always move together, so no image is in train
+    and validation at once in either loader. A group counts for the class most of its classification images have.
+    Each class loses about ``round(val_fraction * n)`` images (whole groups, so a little more where the last group
+    taken is large; at least one image when the class has two or more and the fraction is positive).
 
     Args:
         index: from :func:`~brain_mtl.data.index.index_dataset`.
         val_fraction: share of each class's training images that becomes validation (0 disables it).
         seed: the same seed picks the same images.
+        near_duplicate_distance: keep images whose perceptual hashes are at most this many bits apart on one
+            side (None: byte-identical images and same names only).
 
     Returns:
         A new index (the argument is not modified); unchanged when the root has a ``val`` split.
@@ -69,7 +90,7 @@ def carve_validation(index: DatasetIndex, val_fraction: float = 0.1, seed: int =
     if index.has_val_split or val_fraction == 0:
         return index
     train = [r for r in index.records if r.split == "train"]
-    groups = same_image_groups(train)
+    groups = same_image_groups(train, near_duplicate_distance)
     by_class: dict[int, list[list[ImageRecord]]] = defaultdict(list)
     for group in groups:
         cls_labels = [r.label for r in group if r.task == "classification"]

@@ -10,20 +10,23 @@ import numpy as np
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.data.duplicates import duplicate_groups
 from brain_mtl.data.layout import SPLITS
+from brain_mtl.data.near_duplicates import NEAR_DUPLICATE_DISTANCE, near_duplicate_groups
 from brain_mtl.data.records import DatasetIndex
 
 
-def summarize(index: DatasetIndex) -> dict[str, Any]:
+def summarize(index: DatasetIndex, near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE) -> dict[str, Any]:
     """Numbers that describe a dataset (JSON-serialisable).
 
     Args:
         index: from :func:`~brain_mtl.data.index.index_dataset`.
+        near_duplicate_distance: the largest Hamming distance between the perceptual hashes of near-duplicates.
 
     Returns:
         A dict with ``counts`` (task -> split -> class -> view -> images), ``image_sizes`` (distinct sizes, the
         most common ones, non-square count, smallest/largest side, stored channels), ``mask_area`` (tumour fraction
         statistics per split), ``duplicates`` (groups of byte-identical classification images within each split and
-        across splits) and the number of errors and warnings.
+        across splits), ``near_duplicates`` (the same for groups of near-duplicate classification images: within
+        each split, and every group across splits with its paths) and the number of errors and warnings.
     """
     counts: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
     for r in index.records:
@@ -79,12 +82,32 @@ def summarize(index: DatasetIndex) -> dict[str, Any]:
         "within_split": within,
         "across_splits": across,
     }
+    near = near_duplicate_groups(index, near_duplicate_distance)
+    near_within: dict[str, int] = {}
+    near_across: list[list[str]] = []
+    for group in near:
+        splits = {r.split for r in group}
+        if len(splits) == 1:
+            split = splits.pop()
+            near_within[split] = near_within.get(split, 0) + 1
+        else:
+            near_across.append([f"{r.path} ({r.split})" for r in group])
+    near_duplicates = {
+        "max_distance": near_duplicate_distance,
+        "hashed_images": sum(r.phash is not None for r in index.records if r.task == "classification"),
+        "groups": len(near),
+        "images_in_groups": sum(len(g) for g in near),
+        "largest_group": max((len(g) for g in near), default=0),
+        "within_split": near_within,
+        "across_splits": near_across,
+    }
     return {
         "root": str(index.root),
         "counts": counts,
         "image_sizes": image_sizes,
         "mask_area": mask_area,
         "duplicates": duplicates,
+        "near_duplicates": near_duplicates,
         "has_val_split": index.has_val_split,
         "errors": len(index.errors),
         "warnings": len(index.warnings),
@@ -153,6 +176,23 @@ def format_report(index: DatasetIndex, summary: dict[str, Any] | None = None, ma
     )
     for group in d["across_splits"][:max_listed]:
         lines.append("    " + " == ".join(group))
+    n = summary["near_duplicates"]
+    lines.append(
+        f"\nnear-duplicates (classification images whose perceptual hashes differ in <= {n['max_distance']} of 64 "
+        "bits: the same slice re-encoded, or a neighbouring slice of one series)"
+    )
+    if not n["hashed_images"]:
+        lines.append("  not computed: the images were not decoded")
+    else:
+        within = ", ".join(f"{k}: {v}" for k, v in n["within_split"].items()) or "none"
+        lines.append(
+            f"  {n['groups']} groups ({n['images_in_groups']} images, the largest {n['largest_group']}); "
+            f"within one split: {within}; across splits: {len(n['across_splits'])}"
+        )
+        for group in n["across_splits"][:max_listed]:
+            lines.append("    " + " ~ ".join(group))
+        if len(n["across_splits"]) > max_listed:
+            lines.append(f"    ... and {len(n['across_splits']) - max_listed} more groups")
 
     errors, warnings = index.errors, index.warnings
     lines.append(f"\n{len(errors)} error(s), {len(warnings)} warning(s)")

@@ -1,0 +1,337 @@
+"""Train candidate recipes on one BRISC-layout folder for the same budget, one at a time, and tabulate them.
+
+    python benchmarks/bench_recipes.py --root /path/to/brisc2025 --out runs/recipes --budget-minutes 60 \\
+        configs/recipes/*.yaml
+
+Each candidate is a fit config. For a wall-clock budget (``--budget-minutes``) the script first times a short probe
+fit of the candidate (``--probe-steps`` steps, no validation) and sets ``max_epochs`` so that the whole schedule
+(cosine decay, warm-up) fits the budget; ``trainer.max_time`` caps the fit at the budget all the same. With
+``--epochs`` every candidate trains that many epochs instead. Then the final weights (``last.ckpt``: no selection on
+the validation split it is scored on) are scored on the carved validation split by ``python -m brain_mtl test
+--data.test_split val`` with the config's own test settings (TTA included), and the report's figures are collected.
+
+A candidate may instead be an evaluation variant of another: a YAML file with ``bench_recipes: {from: NAME}`` and
+``model:`` test settings (e.g. ``tta: flip``) scores NAME's weights again with those settings, without training.
+
+Resumable: a candidate with a ``result.json`` in its folder is not run again; an interrupted fit resumes from its
+``last.ckpt`` (Lightning's timer keeps the elapsed time in the checkpoint). Writes ``results.json`` and
+``results.md`` in ``--out`` after every candidate. Every fit and test logs to ``<out>/<name>/*.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_name  # noqa: E402
+
+PROBE = '''
+import json, resource, time
+from lightning.pytorch import Callback
+
+
+class RecipeProbe(Callback):
+    """Times training steps and counts the images trained on; writes a JSON file when the fit ends."""
+
+    def __init__(self, out: str, warmup: int = 3) -> None:
+        self.out, self.warmup = out, warmup
+        self.step_times, self.images, self.last, self.start = [], 0, None, None
+
+    def on_train_start(self, trainer, pl_module):
+        self.start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.last = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.step_times.append(time.perf_counter() - self.last)
+        self.images += sum(len(part["label"]) for part in batch.values())
+
+    def on_fit_end(self, trainer, pl_module):
+        timed = self.step_times[self.warmup:] or self.step_times
+        result = {
+            "train_seconds": time.perf_counter() - self.start if self.start else 0.0,
+            "seconds_per_step": sum(timed) / max(len(timed), 1),
+            "steps": trainer.global_step,
+            "epochs": trainer.current_epoch,
+            "batches_per_epoch": trainer.num_training_batches,
+            "images": self.images,
+            "precision": str(trainer.precision),
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "stopped_by_time": trainer.global_step < (trainer.max_epochs or 0) * trainer.num_training_batches,
+        }
+        with open(self.out, "w") as handle:
+            json.dump(result, handle)
+'''
+
+COLUMNS = [
+    ("candidate", "name", "{}"),
+    ("Dice (tumour, pooled)", "dice_pooled", "{:.3f}"),
+    ("Dice (tumour, per image)", "dice_per_image", "{:.3f}"),
+    ("glioma", "dice_glioma", "{:.3f}"),
+    ("meningioma", "dice_meningioma", "{:.3f}"),
+    ("pituitary", "dice_pituitary", "{:.3f}"),
+    ("empty masks (tumour)", "empty_tumour_masks", "{}"),
+    ("all-image Dice", "all_image_dice", "{:.3f}"),
+    ("false-mask rate", "false_mask_rate", "{:.1%}"),
+    ("accuracy", "accuracy", "{:.3f}"),
+    ("macro F1", "macro_f1", "{:.3f}"),
+    ("epochs", "epochs", "{}"),
+    ("fit (min)", "fit_minutes", "{:.1f}"),
+    ("img/s", "images_per_second", "{:.1f}"),
+    ("peak RSS (GiB)", "peak_rss_gib", "{:.2f}"),
+]
+
+
+def machine() -> dict:
+    """The machine the candidates ran on."""
+    from brain_mtl.lightning_cli import cpu_has_amx
+
+    return {
+        "cpu": cpu_name(),
+        "amx": cpu_has_amx(),
+        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+
+
+def run_logged(command: list[str], cwd: Path, log: Path, env: dict) -> float:
+    """Run a command with its output appended to ``log``; its wall time in seconds. Raises on a non-zero exit."""
+    start = time.perf_counter()
+    with open(log, "a") as handle:
+        handle.write("$ " + " ".join(command) + "\n")
+        handle.flush()
+        done = subprocess.run(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise RuntimeError(f"{command[3]} failed (exit {done.returncode}); see {log}")
+    return time.perf_counter() - start
+
+
+def fit_command(config: Path, root: str, probe_out: Path, extra: list[str]) -> list[str]:
+    """``python -m brain_mtl fit`` on a candidate, quiet, with the probe callback."""
+    return [
+        sys.executable, "-m", "brain_mtl", "fit", "--config", str(config), "--data.root", root,
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.callbacks+=recipe_probe.RecipeProbe", f"--trainer.callbacks.out={probe_out}",
+        *extra,
+    ]  # fmt: skip
+
+
+def plan_epochs(probe: dict, budget_s: float) -> int:
+    """Epochs whose training steps, plus a 5% allowance for validation, fit the budget.
+
+    The budget is Lightning's ``max_time``: it counts training and validation from the first step, not the
+    setup before it (indexing, the image cache), which ``fit (min)`` in the table includes.
+    """
+    epoch_s = probe["seconds_per_step"] * probe["batches_per_epoch"] * 1.05
+    return max(1, math.floor(budget_s / epoch_s))
+
+
+def figures(report: dict) -> dict:
+    """The table's figures from a report.json."""
+    seg = report["ungated"]["tumour_segmentation"]
+    out = {
+        "dice_pooled": seg["overall"]["dice_pooled"],
+        "dice_per_image": seg["overall"]["dice_per_image"]["mean"],
+        "empty_tumour_masks": seg["overall"]["n_empty_prediction"],
+        "all_image_dice": report["ungated"]["all_images"]["dice_mean"],
+        "false_mask_rate": report["ungated"]["false_masks"]["rate"],
+        "accuracy": report["classification"]["accuracy"],
+        "macro_f1": report["classification"]["macro_f1"],
+        "ece": report["classification"]["ece"],
+        "headline": report["headline"],
+        "by_class": {
+            name: {"dice_pooled": f["dice_pooled"], "n_images": f["n_images"], "empty": f["n_empty_prediction"]}
+            for name, f in seg["by_class"].items()
+        },
+        "n_val_images": report["meta"]["n_images"],
+        "leakage_groups": report["leakage"]["n_groups"],
+    }
+    for name, f in seg["by_class"].items():
+        out[f"dice_{name}"] = f["dice_pooled"]
+    return out
+
+
+def score(config: Path, root: str, ckpt: Path, folder: Path, env: dict, log: Path) -> dict:
+    """Test ``ckpt`` on the carved validation split with ``config``'s test settings; the report's figures."""
+    out_dir = folder / "val_report"
+    command = [
+        sys.executable, "-m", "brain_mtl", "test", "--config", str(config), "--data.root", root,
+        "--data.test_split", "val", "--ckpt_path", str(ckpt), "--trainer.logger", "false",
+        "--trainer.default_root_dir", str(out_dir), "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    run_logged(command, folder, log, env)
+    return figures(json.loads((out_dir / "report.json").read_text()))
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest last*.ckpt under a candidate's folder."""
+    found = sorted(folder.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def run_candidate(config: Path, args: argparse.Namespace, env: dict, results: dict) -> dict:
+    """Train (unless it is an evaluation variant) and score one candidate."""
+    name = config.stem
+    folder = Path(args.out) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "bench.log"
+    spec = yaml.safe_load(config.read_text()) or {}
+    source = (spec.get("bench_recipes") or {}).get("from")
+    if source:  # an evaluation variant: the same weights, other test settings
+        trained = results.get(source)
+        if trained is None:
+            raise RuntimeError(f"{name}: candidate {source!r} has not run (list it before {name})")
+        clean = {k: v for k, v in spec.items() if k != "bench_recipes"}
+        base = yaml.safe_load(Path(trained["config"]).read_text())
+        for key, value in clean.items():
+            if isinstance(value, dict):
+                base.setdefault(key, {}).update(value)
+            else:
+                base[key] = value
+        merged = folder / "config.yaml"
+        merged.write_text(yaml.safe_dump(base, sort_keys=False))
+        start = time.perf_counter()
+        row = {**trained, **score(merged, args.root, Path(trained["checkpoint"]), folder, env, log)}
+        row.update(name=name, config=str(config.resolve()), variant_of=source, eval_seconds=time.perf_counter() - start)
+        return row
+
+    extra = list(args.override)
+    probe_json = folder / "probe.json"
+    row: dict = {"name": name, "config": str(config.resolve())}
+    if args.budget_minutes:
+        budget_s = args.budget_minutes * 60
+        if not probe_json.exists():
+            probe_dir = folder / "probe"  # its own working folder: the config's relative run paths land there
+            probe_dir.mkdir(exist_ok=True)
+            setup_start = time.perf_counter()
+            wall = run_logged(
+                fit_command(config, args.root, probe_json, extra)
+                + [
+                    "--trainer.max_steps", str(args.probe_steps), "--trainer.limit_val_batches", "0",
+                    "--trainer.num_sanity_val_steps", "0", "--trainer.logger", "false",
+                ],  # fmt: skip
+                probe_dir,
+                log,
+                env,
+            )
+            probe = json.loads(probe_json.read_text())
+            probe["setup_seconds"] = wall - probe["train_seconds"]
+            probe["probe_wall_seconds"] = time.perf_counter() - setup_start
+            probe_json.write_text(json.dumps(probe))
+        probe = json.loads(probe_json.read_text())
+        epochs = plan_epochs(probe, budget_s)
+        minutes, seconds = divmod(int(budget_s), 60)
+        hours, minutes = divmod(minutes, 60)
+        extra += ["--trainer.max_epochs", str(epochs), "--trainer.max_time", f"00:{hours:02d}:{minutes:02d}:{seconds:02d}"]
+        row.update(planned_epochs=epochs, probe_seconds_per_step=probe["seconds_per_step"])
+    elif args.epochs:
+        extra += ["--trainer.max_epochs", str(args.epochs)]
+
+    fit_json = folder / "fit.json"
+    fit_dir = folder / "fit"  # the fit's working folder: the config's relative run paths (runs/...) land there
+    fit_dir.mkdir(exist_ok=True)
+    resume = last_checkpoint(fit_dir)
+    if resume is not None:
+        extra += ["--ckpt_path", str(resume)]
+    wall = run_logged(fit_command(config, args.root, fit_json, extra), fit_dir, log, env)
+    fit = json.loads(fit_json.read_text())
+    ckpt = last_checkpoint(fit_dir)
+    if ckpt is None:
+        raise RuntimeError(f"{name}: the fit wrote no last.ckpt (the config needs RunCheckpoint with save_last)")
+    row.update(
+        checkpoint=str(ckpt),
+        epochs=fit["epochs"],
+        steps=fit["steps"],
+        fit_minutes=wall / 60,
+        train_minutes=fit["train_seconds"] / 60,
+        images_per_second=fit["images"] / max(fit["train_seconds"], 1e-9),
+        peak_rss_gib=fit["peak_rss_bytes"] / 2**30,
+        precision=fit["precision"],
+        stopped_by_time=fit["stopped_by_time"],
+        resumed=resume is not None,
+    )
+    start = time.perf_counter()
+    row.update(score(config, args.root, ckpt, folder, env, log))
+    row["eval_seconds"] = time.perf_counter() - start
+    return row
+
+
+def write_tables(out: Path, results: dict, info: dict) -> None:
+    """results.json and results.md."""
+    (out / "results.json").write_text(json.dumps({"machine": info, "candidates": results}, indent=2))
+    lines = [
+        f"Machine: {info['cpu']}, {info['cpus']} CPUs, {info['torch_threads']} torch threads, "
+        f"AMX {'yes' if info['amx'] else 'no'}, torch {info['torch']}. Budget: {info['budget']}.",
+        "",
+        "| " + " | ".join(title for title, _, _ in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for row in results.values():
+        cells = []
+        for _, key, fmt in COLUMNS:
+            value = row.get(key)
+            cells.append("-" if value is None else fmt.format(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("configs", nargs="+", type=Path, help="candidate fit configs (and evaluation variants)")
+    parser.add_argument("--root", required=True, help="a BRISC-layout folder")
+    parser.add_argument("--out", default="runs/recipes")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-minutes", type=float, help="equal wall-clock budget per candidate fit")
+    budget.add_argument("--epochs", type=int, help="equal number of epochs per candidate")
+    parser.add_argument("--probe-steps", type=int, default=25, help="steps of the timing probe (budget mode)")
+    parser.add_argument("--override", action="append", default=[], help="extra fit argument, e.g. --data.seed=1")
+    args = parser.parse_args()
+    args.root = str(Path(args.root).resolve())  # the fits run in their own folders
+    args.out = str(Path(args.out).resolve())
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe_probe.py").write_text(PROBE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(out.resolve()), os.environ.get("PYTHONPATH")]))}
+    env.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    previous = json.loads((out / "results.json").read_text())["candidates"] if (out / "results.json").exists() else {}
+    info = {**machine(), "budget": f"{args.budget_minutes} min per fit" if args.budget_minutes else f"{args.epochs} epochs"}
+    results: dict = {}
+    for config in args.configs:
+        name = config.stem
+        result_file = out / name / "result.json"
+        if result_file.exists():
+            results[name] = json.loads(result_file.read_text())
+            print(f"{name}: done before, kept", flush=True)
+            continue
+        print(f"{name}: running", flush=True)
+        start = time.perf_counter()
+        try:
+            row = run_candidate(config.resolve(), args, env, {**previous, **results})
+        except Exception as error:  # one failed candidate is reported; the others go on
+            print(f"{name}: FAILED: {error}", flush=True)
+            results[name] = {"name": name, "config": str(config.resolve()), "error": str(error)}
+            write_tables(out, results, info)
+            continue
+        row["wall_minutes"] = (time.perf_counter() - start) / 60
+        result_file.write_text(json.dumps(row, indent=2))
+        results[name] = row
+        write_tables(out, results, info)
+        print(f"{name}: Dice {row['dice_pooled']:.3f}, accuracy {row['accuracy']:.3f}", flush=True)
+    write_tables(out, results, info)
+
+
+if __name__ == "__main__":
+    main()
