@@ -4,11 +4,15 @@
         configs/recipes/*.yaml
 
 Each candidate is a fit config. For a wall-clock budget (``--budget-minutes``) the script first times a short probe
-fit of the candidate (``--probe-steps`` steps, no validation) and sets ``max_epochs`` so that the whole schedule
-(cosine decay, warm-up) fits the budget; ``trainer.max_time`` caps the fit at the budget all the same. With
-``--epochs`` every candidate trains that many epochs instead. Then the final weights (``last.ckpt``: no selection on
-the validation split it is scored on) are scored on the carved validation split by ``python -m brain_mtl test
---data.test_split val`` with the config's own test settings (TTA included), and the report's figures are collected.
+fit of the candidate (``--probe-steps`` training steps, timed after the first 25, whose page faults and caches make
+them slower, and a few validation batches) and sets ``max_steps`` so that
+the training steps plus the validation passes at each epoch's end fill the budget, so that the whole schedule
+(cosine decay, warm-up) runs in it; ``trainer.max_time`` caps the fit at the budget all the same. The budget is the
+fit's training time as Lightning's timer counts it (from the first step: not the indexing and image cache before
+it, which ``fit (min)`` in the table includes). With ``--epochs`` every candidate trains that many epochs instead.
+Then the final weights (saved when training ends: no selection on the validation split they are scored on) are
+scored on the carved validation split by ``python -m brain_mtl test --data.test_split val`` with the config's own
+test settings (TTA included), and the report's figures are collected.
 
 A candidate may instead be an evaluation variant of another: a YAML file with ``bench_recipes: {from: NAME}`` and
 ``model:`` test settings (e.g. ``tta: flip``) scores NAME's weights again with those settings, without training.
@@ -33,7 +37,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_name  # noqa: E402
+from common import cpu_name
 
 PROBE = '''
 import json, resource, time
@@ -41,11 +45,26 @@ from lightning.pytorch import Callback
 
 
 class RecipeProbe(Callback):
-    """Times training steps and counts the images trained on; writes a JSON file when the fit ends."""
+    """Times training steps and validation batches, counts the images trained on, saves the final weights.
 
-    def __init__(self, out: str, warmup: int = 3) -> None:
-        self.out, self.warmup = out, warmup
+    Writes a JSON file, and the final weights to ``final`` (when given), when training ends.
+    """
+
+    def __init__(self, out: str, final: str = "", warmup: int = 25) -> None:
+        self.out, self.final, self.warmup = out, final, warmup
         self.step_times, self.images, self.last, self.start = [], 0, None, None
+        self.val_times, self.val_last, self.val_batches = [], None, 0
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self.val_last = time.perf_counter()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking:
+            self.val_times.append(time.perf_counter() - self.val_last)
+
+    def on_train_end(self, trainer, pl_module):
+        if self.final:
+            trainer.save_checkpoint(self.final)
 
     def on_train_start(self, trainer, pl_module):
         self.start = time.perf_counter()
@@ -65,10 +84,15 @@ class RecipeProbe(Callback):
             "steps": trainer.global_step,
             "epochs": trainer.current_epoch,
             "batches_per_epoch": trainer.num_training_batches,
+            "val_seconds_per_batch": sum(self.val_times) / len(self.val_times) if self.val_times else 0.0,
+            "val_batches": len(trainer.val_dataloaders) if trainer.val_dataloaders is not None else 0,
             "images": self.images,
             "precision": str(trainer.precision),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "stopped_by_time": trainer.global_step < (trainer.max_epochs or 0) * trainer.num_training_batches,
+            "stopped_by_time": trainer.global_step < min(
+                trainer.max_steps if trainer.max_steps > 0 else float("inf"),
+                (trainer.max_epochs or 0) * trainer.num_training_batches,
+            ),
         }
         with open(self.out, "w") as handle:
             json.dump(result, handle)
@@ -86,7 +110,8 @@ COLUMNS = [
     ("false-mask rate", "false_mask_rate", "{:.1%}"),
     ("accuracy", "accuracy", "{:.3f}"),
     ("macro F1", "macro_f1", "{:.3f}"),
-    ("epochs", "epochs", "{}"),
+    ("steps", "steps", "{}"),
+    ("train (min)", "train_minutes", "{:.1f}"),
     ("fit (min)", "fit_minutes", "{:.1f}"),
     ("img/s", "images_per_second", "{:.1f}"),
     ("peak RSS (GiB)", "peak_rss_gib", "{:.2f}"),
@@ -118,24 +143,30 @@ def run_logged(command: list[str], cwd: Path, log: Path, env: dict) -> float:
     return time.perf_counter() - start
 
 
-def fit_command(config: Path, root: str, probe_out: Path, extra: list[str]) -> list[str]:
+def fit_command(config: Path, root: str, probe_out: Path, extra: list[str], final: Path | None = None) -> list[str]:
     """``python -m brain_mtl fit`` on a candidate, quiet, with the probe callback."""
-    return [
+    command = [
         sys.executable, "-m", "brain_mtl", "fit", "--config", str(config), "--data.root", root,
         "--trainer.enable_progress_bar", "false",
         "--trainer.callbacks+=recipe_probe.RecipeProbe", f"--trainer.callbacks.out={probe_out}",
-        *extra,
     ]  # fmt: skip
+    if final is not None:
+        command.append(f"--trainer.callbacks.final={final}")
+    return command + extra
 
 
-def plan_epochs(probe: dict, budget_s: float) -> int:
-    """Epochs whose training steps, plus a 5% allowance for validation, fit the budget.
+def plan_steps(probe: dict, budget_s: float) -> int:
+    """The most training steps that, with a full validation pass after each whole epoch, fit the budget.
 
     The budget is Lightning's ``max_time``: it counts training and validation from the first step, not the
     setup before it (indexing, the image cache), which ``fit (min)`` in the table includes.
     """
-    epoch_s = probe["seconds_per_step"] * probe["batches_per_epoch"] * 1.05
-    return max(1, math.floor(budget_s / epoch_s))
+    step_s, per_epoch = probe["seconds_per_step"], probe["batches_per_epoch"]
+    val_s = probe["val_seconds_per_batch"] * probe["val_batches"]
+    steps = int(budget_s / step_s)
+    while steps > 1 and steps * step_s + (steps // per_epoch) * val_s > budget_s:
+        steps -= 1
+    return steps
 
 
 def figures(report: dict) -> dict:
@@ -176,7 +207,7 @@ def score(config: Path, root: str, ckpt: Path, folder: Path, env: dict, log: Pat
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    """The newest last*.ckpt under a candidate's folder."""
+    """The newest last*.ckpt under a candidate's fit folder (to resume an interrupted fit)."""
     found = sorted(folder.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
@@ -216,40 +247,39 @@ def run_candidate(config: Path, args: argparse.Namespace, env: dict, results: di
             probe_dir = folder / "probe"  # its own working folder: the config's relative run paths land there
             probe_dir.mkdir(exist_ok=True)
             setup_start = time.perf_counter()
-            wall = run_logged(
-                fit_command(config, args.root, probe_json, extra)
-                + [
-                    "--trainer.max_steps", str(args.probe_steps), "--trainer.limit_val_batches", "0",
-                    "--trainer.num_sanity_val_steps", "0", "--trainer.logger", "false",
-                ],  # fmt: skip
-                probe_dir,
-                log,
-                env,
-            )
+            probe_args = [
+                "--trainer.max_steps", str(args.probe_steps), "--trainer.limit_val_batches", "6",
+                "--trainer.val_check_interval", str(args.probe_steps - 5),
+                "--trainer.num_sanity_val_steps", "0", "--trainer.logger", "false",
+            ]  # fmt: skip
+            wall = run_logged(fit_command(config, args.root, probe_json, [*extra, *probe_args]), probe_dir, log, env)
             probe = json.loads(probe_json.read_text())
             probe["setup_seconds"] = wall - probe["train_seconds"]
             probe["probe_wall_seconds"] = time.perf_counter() - setup_start
             probe_json.write_text(json.dumps(probe))
         probe = json.loads(probe_json.read_text())
-        epochs = plan_epochs(probe, budget_s)
+        steps = plan_steps(probe, budget_s)
+        epochs = math.ceil(steps / probe["batches_per_epoch"])
         minutes, seconds = divmod(int(budget_s), 60)
         hours, minutes = divmod(minutes, 60)
-        extra += ["--trainer.max_epochs", str(epochs), "--trainer.max_time", f"00:{hours:02d}:{minutes:02d}:{seconds:02d}"]
-        row.update(planned_epochs=epochs, probe_seconds_per_step=probe["seconds_per_step"])
+        extra += [
+            "--trainer.max_steps", str(steps), "--trainer.max_epochs", str(epochs),
+            "--trainer.max_time", f"00:{hours:02d}:{minutes:02d}:{seconds:02d}",
+        ]  # fmt: skip
+        row.update(planned_steps=steps, probe_seconds_per_step=probe["seconds_per_step"])
     elif args.epochs:
         extra += ["--trainer.max_epochs", str(args.epochs)]
 
     fit_json = folder / "fit.json"
     fit_dir = folder / "fit"  # the fit's working folder: the config's relative run paths (runs/...) land there
     fit_dir.mkdir(exist_ok=True)
+    final = folder / "final.ckpt"
     resume = last_checkpoint(fit_dir)
     if resume is not None:
         extra += ["--ckpt_path", str(resume)]
-    wall = run_logged(fit_command(config, args.root, fit_json, extra), fit_dir, log, env)
+    wall = run_logged(fit_command(config, args.root, fit_json, extra, final), fit_dir, log, env)
     fit = json.loads(fit_json.read_text())
-    ckpt = last_checkpoint(fit_dir)
-    if ckpt is None:
-        raise RuntimeError(f"{name}: the fit wrote no last.ckpt (the config needs RunCheckpoint with save_last)")
+    ckpt = final
     row.update(
         checkpoint=str(ckpt),
         epochs=fit["epochs"],
@@ -289,25 +319,36 @@ def write_tables(out: Path, results: dict, info: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("configs", nargs="+", type=Path, help="candidate fit configs (and evaluation variants)")
-    parser.add_argument("--root", required=True, help="a BRISC-layout folder")
+    parser.add_argument("configs", nargs="*", type=Path, help="candidate fit configs (and evaluation variants)")
+    parser.add_argument("--root", help="a BRISC-layout folder (required unless --tables-only)")
     parser.add_argument("--out", default="runs/recipes")
-    budget = parser.add_mutually_exclusive_group(required=True)
+    budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--budget-minutes", type=float, help="equal wall-clock budget per candidate fit")
     budget.add_argument("--epochs", type=int, help="equal number of epochs per candidate")
-    parser.add_argument("--probe-steps", type=int, default=25, help="steps of the timing probe (budget mode)")
+    parser.add_argument(
+        "--probe-steps", type=int, default=50, help="steps of the timing probe (budget mode; the first 25 untimed)"
+    )
     parser.add_argument("--override", action="append", default=[], help="extra fit argument, e.g. --data.seed=1")
+    parser.add_argument("--tables-only", action="store_true", help="rewrite results.md from results.json, run nothing")
     args = parser.parse_args()
+    if args.tables_only:
+        saved = json.loads((Path(args.out) / "results.json").read_text())
+        write_tables(Path(args.out), saved["candidates"], saved["machine"])
+        return
+    if not args.root or not args.configs or not (args.budget_minutes or args.epochs):
+        parser.error("give --root, the candidate configs, and --budget-minutes or --epochs")
     args.root = str(Path(args.root).resolve())  # the fits run in their own folders
     args.out = str(Path(args.out).resolve())
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe_probe.py").write_text(PROBE)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(out.resolve()), os.environ.get("PYTHONPATH")]))}
+    paths = [str(out.resolve()), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     env.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     previous = json.loads((out / "results.json").read_text())["candidates"] if (out / "results.json").exists() else {}
-    info = {**machine(), "budget": f"{args.budget_minutes} min per fit" if args.budget_minutes else f"{args.epochs} epochs"}
+    budget = f"{args.budget_minutes} min per fit" if args.budget_minutes else f"{args.epochs} epochs"
+    info = {**machine(), "budget": budget}
     results: dict = {}
     for config in args.configs:
         name = config.stem

@@ -114,6 +114,7 @@ class EvaluationReport(Callback):
             raise ValueError("the test loop yielded no image; nothing to report")
         datamodule: BrainTumorDataModule | None = trainer.datamodule
         duplicates, note = None, "Not requested."
+        near, near_note = None, "Not requested."
         split = getattr(datamodule, "test_split", "test")
         meta: dict[str, Any] = {
             "split": split,
@@ -127,9 +128,10 @@ class EvaluationReport(Callback):
             meta["data_synthetic"] = bool(datamodule.is_synthetic)
         if datamodule is not None:
             if self.check_duplicates:
-                from brain_mtl.evaluation.leakage import datamodule_duplicates
+                from brain_mtl.evaluation.leakage import datamodule_duplicates, datamodule_near_duplicates
 
                 duplicates, note = datamodule_duplicates(datamodule, split, records.paths)
+                near, near_note = datamodule_near_duplicates(datamodule, split)
         elif self.check_duplicates:
             note = "Not checked: the test loop had no BrainTumorDataModule to compare with."
         hp = module.hparams
@@ -143,6 +145,8 @@ class EvaluationReport(Callback):
             mask_threshold=float(hp.mask_threshold),
             duplicates=duplicates,
             duplicates_note=note,
+            near_duplicates=near,
+            near_duplicates_note=near_note,
             meta=meta,
             tta=hp.get("tta", "none"),
         )

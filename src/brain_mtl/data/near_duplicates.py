@@ -11,7 +11,7 @@ set when the coefficient is above their median. Two images are near-duplicates w
 in at most :data:`NEAR_DUPLICATE_DISTANCE` bits (Hamming distance). It is computed with OpenCV (``cv2.resize``
 with area averaging, ``cv2.dct``) on the pixels the index has already decoded, so it costs no second read, no
 second decoder and no new dependency (imagehash would bring Pillow, SciPy and PyWavelets and decode every file
-again through Pillow); a 5,000-image folder is hashed in well under a second on top of the decoding.
+again through Pillow). All pairs of 5,000 hashes are compared in about 0.2 s (numpy, vectorised).
 
 The threshold was chosen by looking at real BRISC 2025 pairs (``docs/images/near_duplicate_pairs.png``,
 ``docs/data.md``): at distances 2 and 4 the pairs are the same slice or a neighbouring slice of the same series;
@@ -105,9 +105,7 @@ def near_duplicate_pairs(
         rows, cols = np.nonzero(block <= max_distance)
         rows = rows + start
         keep = cols > rows
-        pairs += [
-            (int(i), int(j), int(block[i - start, j])) for i, j in zip(rows[keep], cols[keep], strict=True)
-        ]
+        pairs += [(int(i), int(j), int(block[i - start, j])) for i, j in zip(rows[keep], cols[keep], strict=True)]
     return pairs
 
 

@@ -57,8 +57,10 @@ class FileCheck:
             for masks and files not decoded.
         error_kind: why the file is unusable, None when it is usable: ``"unreadable"`` (cannot be opened, or
             empty), ``"not_an_image"`` (the content has no image signature, whatever its name), ``"truncated"``
-            (the data ends before its end marker) or ``"corrupt"`` (the decoder fails, or a JPEG decodes with
-            libjpeg's "Corrupt JPEG data" warning: part of it comes out grey).
+            (the data ends before its end marker), ``"unsupported"`` (the header does not say the size, declares
+            several TIFF pages or more than :data:`~brain_mtl.data.headers.MAX_FILE_PIXELS`: never decoded) or
+            ``"corrupt"`` (the decoder fails, or a JPEG decodes with libjpeg's "Corrupt JPEG data" warning: part of
+            it comes out grey).
         error: the problem in words.
         format: what the content is (:func:`brain_mtl.data.io.sniff_format`): ``"jpeg"``, ``"png"``, ...; None:
             not an image.

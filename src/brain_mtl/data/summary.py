@@ -25,8 +25,9 @@ def summarize(index: DatasetIndex, near_duplicate_distance: int = NEAR_DUPLICATE
         A dict with ``counts`` (task -> split -> class -> view -> images), ``image_sizes`` (distinct sizes, the
         most common ones, non-square count, smallest/largest side, stored channels), ``mask_area`` (tumour fraction
         statistics per split), ``duplicates`` (groups of byte-identical classification images within each split and
-        across splits), ``near_duplicates`` (the same for groups of near-duplicate classification images: within
-        each split, and every group across splits with its paths) and the number of errors and warnings.
+        across splits), ``near_duplicates`` (the same for groups of near-duplicate classification images: counted
+        within each split, every group across splits with its paths, and every group under ``all_groups``) and the
+        number of errors and warnings.
     """
     counts: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
     for r in index.records:
@@ -100,6 +101,7 @@ def summarize(index: DatasetIndex, near_duplicate_distance: int = NEAR_DUPLICATE
         "largest_group": max((len(g) for g in near), default=0),
         "within_split": near_within,
         "across_splits": near_across,
+        "all_groups": [[str(r.path) for r in group] for group in near],
     }
     return {
         "root": str(index.root),

@@ -239,6 +239,8 @@ def build_report(
     mask_threshold: float | None = None,
     duplicates: list[dict[str, list[str]]] | None = None,
     duplicates_note: str | None = None,
+    near_duplicates: list[dict[str, Any]] | None = None,
+    near_duplicates_note: str | None = None,
     meta: dict[str, Any] | None = None,
     tta: TTAMode = "none",
 ) -> Report:
@@ -258,6 +260,9 @@ def build_report(
         duplicates: groups of identical images, ``{"train": [...], "evaluated": [...]}`` (from
             :mod:`brain_mtl.evaluation.leakage`), or None when not checked.
         duplicates_note: why duplicates were not checked, or how.
+        near_duplicates: evaluated images with a near-duplicate training image, ``{"evaluated": path, "train":
+            [...], "distance": bits}`` (:func:`brain_mtl.evaluation.leakage.index_near_duplicates`), or None.
+        near_duplicates_note: why near-duplicates were not checked, or how.
         meta: extra facts to record (checkpoint path, split, data root, precision, ...).
         tta: the test-time augmentation the records were measured with (recorded in ``meta.tta`` and in the
             ``forward`` convention).
@@ -309,6 +314,8 @@ def build_report(
         n_groups=len(duplicates) if duplicates is not None else None,
         n_evaluated_images=sum(len(g["evaluated"]) for g in duplicates) if duplicates is not None else None,
         groups=duplicates if duplicates is not None else [],
+        near_duplicates=near_duplicates,
+        near_note=near_duplicates_note or "",
     )
     return Report(
         meta=report_meta,

@@ -1,8 +1,11 @@
-"""Byte-identical images shared between the training images and the evaluated split (possible leakage).
+"""Images shared between the training images and the evaluated split (possible leakage): identical or near.
 
 BRISC 2025 has 46 groups of byte-identical images, 7 of which span train and test; a test image that the model
 saw during training inflates the test figures, so the report lists such groups. The grouping by content hash is
 :mod:`brain_mtl.data.duplicates`'s; this module only sorts the groups into training and evaluated images.
+Near-duplicates (the same slice re-encoded, or a neighbouring slice of one series: perceptual hashes a few bits
+apart, :mod:`brain_mtl.data.near_duplicates`) leak too, and more often: the report lists each evaluated image that
+has one in the training folder, beside the byte-identical groups.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from brain_mtl.data.datamodule import BrainTumorDataModule
 from brain_mtl.data.duplicates import duplicate_groups, find_duplicates
 from brain_mtl.data.index import index_dataset
+from brain_mtl.data.near_duplicates import NEAR_DUPLICATE_DISTANCE, hamming_distances
 from brain_mtl.data.records import DatasetIndex
 
 __all__ = [
@@ -22,7 +28,9 @@ __all__ = [
     "TrainingImageList",
     "cross_split_duplicates",
     "datamodule_duplicates",
+    "datamodule_near_duplicates",
     "index_duplicates",
+    "index_near_duplicates",
 ]
 
 TRAINING_SPLITS = ("train", "val")
@@ -124,4 +132,70 @@ def datamodule_duplicates(
     return None, (
         f"Not checked: {type(datamodule).__name__} is not a BrainTumorDataModule and lists no training images "
         "(train_image_paths)."
+    )
+
+
+def index_near_duplicates(
+    index: DatasetIndex, split: str = "test", max_distance: int = NEAR_DUPLICATE_DISTANCE
+) -> list[dict] | None:
+    """Evaluated images with a near-duplicate (not a byte-identical copy) among the training folder's images.
+
+    Args:
+        index: from :func:`brain_mtl.data.index.index_dataset` with ``decode=True`` (the perceptual hashes).
+        split: the evaluated split.
+        max_distance: the largest Hamming distance between the perceptual hashes of near-duplicates.
+
+    Returns:
+        One ``{"evaluated": path, "train": [paths], "distance": d}`` dict per evaluated image that has training
+        images at most ``max_distance`` bits away (``train``: those images, closest first; ``d``: the smallest
+        distance), sorted by path; None when the index holds no perceptual hashes (not decoded).
+    """
+    classification = [r for r in index.records if r.task == "classification"]
+    if any(r.phash is None for r in classification):
+        return None
+    train = [r for r in classification if r.split in TRAINING_SPLITS and r.split != split]
+    evaluated = sorted((r for r in classification if r.split == split), key=lambda r: str(r.path))
+    if not train or not evaluated:
+        return []
+    distances = hamming_distances([r.phash for r in evaluated], [r.phash for r in train])
+    found = []
+    for record, row in zip(evaluated, distances, strict=True):
+        close = [int(j) for j in np.argsort(row, kind="stable") if row[j] <= max_distance]
+        close = [j for j in close if train[j].digest != record.digest]  # identical copies are listed apart
+        if close:
+            found.append(
+                {
+                    "evaluated": str(record.path),
+                    "train": [str(train[j].path) for j in close],
+                    "distance": int(row[close[0]]),
+                }
+            )
+    return found
+
+
+def datamodule_near_duplicates(
+    datamodule: object, split: str, max_distance: int = NEAR_DUPLICATE_DISTANCE
+) -> tuple[list[dict] | None, str]:
+    """The near-duplicate leakage of an evaluated datamodule (see :func:`index_near_duplicates`).
+
+    Only a :class:`~brain_mtl.data.BrainTumorDataModule` whose index was built with the pixels decoded (as ``setup``
+    does) is checked: its images' perceptual hashes are already in the index.
+
+    Args:
+        datamodule: the datamodule whose split was evaluated.
+        split: the evaluated split.
+        max_distance: the largest Hamming distance between the perceptual hashes of near-duplicates.
+
+    Returns:
+        (rows, note): rows is None when nothing could be compared; the note says how or why not.
+    """
+    index = getattr(datamodule, "index", None) if isinstance(datamodule, BrainTumorDataModule) else None
+    if index is None:
+        return None, "Near-duplicates not checked: no decoded dataset index (a BrainTumorDataModule after setup)."
+    rows = index_near_duplicates(index, split, max_distance)
+    if rows is None:
+        return None, "Near-duplicates not checked: the dataset index was built without decoding the images."
+    return rows, (
+        f"Perceptual hashes (DCT pHash, 64 bits) at most {max_distance} bits apart, byte-identical copies left out, "
+        "against the classification images of the training folder."
     )

@@ -150,13 +150,19 @@ class Classification:
 
 @dataclass
 class Leakage:
-    """Byte-identical images shared by the training folder and the evaluated split."""
+    """Byte-identical images shared by the training folder and the evaluated split, and near-duplicates.
+
+    ``near_duplicates``: one ``{"evaluated": path, "train": [paths], "distance": bits}`` per evaluated image with a
+    near-duplicate (not identical) training image; None when not checked (``near_note`` says why).
+    """
 
     checked: bool
     note: str
     n_groups: int | None
     n_evaluated_images: int | None
     groups: list[dict[str, list[str]]]
+    near_duplicates: list[dict[str, Any]] | None = None
+    near_note: str = ""
 
 
 @dataclass
