@@ -9,6 +9,7 @@ Research code that subclasses :class:`~brain_mtl.module.BrainTumorModule` keeps 
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Sequence
 
@@ -50,6 +51,25 @@ def _run_lightning(args: list[str] | None, model_class: type | None) -> None:
     )
 
 
+def _check_config_files(argv: Sequence[str]) -> None:
+    """Every ``--config`` file must be text: jsonargparse would stop on a binary one with a bare UnicodeDecodeError."""
+    from brain_mtl.errors import ConfigError
+
+    paths = [b for a, b in itertools.pairwise(argv) if a == "--config"]
+    paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                handle.read().decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"--config {path} is not a text (YAML) file ({error.reason} at byte {error.start}): give the YAML "
+                "config, e.g. configs/quickstart.yaml."
+            ) from error
+        except OSError:
+            continue  # jsonargparse says that the file does not exist, in its own words
+
+
 def main(args: Sequence[str] | None = None, model_class: type | None = None) -> int:
     """Run the command line.
 
@@ -77,15 +97,19 @@ def main(args: Sequence[str] | None = None, model_class: type | None = None) -> 
     # back in from the kernel every step (docs/benchmarks.md); BRAIN_MTL_ALLOCATOR=system turns it off.
     keep_freed_memory()
     from brain_mtl.data.errors import DatasetError
-    from brain_mtl.errors import CheckpointError, DivergenceError
+    from brain_mtl.errors import CheckpointError, ConfigError, DivergenceError, WriteError
     from brain_mtl.inference.outputs import OutputFolderError
 
     try:
         if argv[0] in COMMANDS:
             return int(command_main(argv[0])(argv[1:]) or 0)
+        _check_config_files(argv[1:])
         # LightningCLI reads sys.argv itself when called from the command line (it warns when given both).
         _run_lightning(None if args is None else argv, model_class)
-    except (DatasetError, CheckpointError, DivergenceError, OutputFolderError) as error:
+    except ConfigError as error:  # a usage error, like a value jsonargparse refuses (exit status 2)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (DatasetError, CheckpointError, DivergenceError, OutputFolderError, WriteError) as error:
         # The one error path of every command: the message names the file or step and says the fix; a traceback
         # would only bury it.
         print(f"error: {error}", file=sys.stderr)

@@ -20,6 +20,24 @@ class CheckpointError(ValueError):
     """
 
 
+class ConfigError(ValueError):
+    """A configuration value that cannot work: one ``error:`` line naming the key, exit status 2.
+
+    Out of range, not fitting another value, or a checkpoint's saved setting of the wrong type.
+    """
+
+
+class WriteError(OSError):
+    """A file the command was asked to write cannot be written; the message names it.
+
+    A read-only folder, a file where a folder should be, a full disk: no half-written file is left in its place.
+    """
+
+
+class RunLockedError(WriteError):
+    """Another process is writing into the same run folder (its checkpoints); the message names that process."""
+
+
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss, weights or monitored score; nothing non-finite was saved."""
 

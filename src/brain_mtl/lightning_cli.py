@@ -15,7 +15,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
-from brain_mtl.errors import CheckpointError
+from brain_mtl.callbacks.checkpoint import DEFAULT_DIRNAME, RunCheckpoint
+from brain_mtl.errors import CheckpointError, ConfigError
 from brain_mtl.inference.checkpoint import is_remote, read_checkpoint
 
 __all__ = ["DATA_HPARAMS_FROM_CHECKPOINT", "BrainTumorCLI", "reconcile_with_checkpoint"]
@@ -35,6 +36,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Sequence) and not isinstance(value, str):
         return [_plain(v) for v in value]
     return value
+
+
+def _same_kind(a: Any, b: Any) -> bool:
+    """Whether a checkpoint's value can stand for a config's: the same plain type (an int is not a bool)."""
+    for kind in (bool, int, float, str):
+        if isinstance(a, kind):
+            if kind is float:  # an int stands for a float
+                return isinstance(b, (int, float)) and not isinstance(b, bool)
+            return isinstance(b, kind) and (kind is bool or not isinstance(b, bool))
+    return True
 
 
 def reconcile_with_checkpoint(config: Any, checkpoint: Mapping[str, Any], architecture: Sequence[str]) -> list[str]:
@@ -70,12 +81,38 @@ def reconcile_with_checkpoint(config: Any, checkpoint: Mapping[str, Any], archit
             if _plain(current) == _plain(value):
                 continue
             if key in from_checkpoint:
+                if current is not None and not _same_kind(current, value):
+                    raise CheckpointError(
+                        f"the checkpoint's {section}.{key} is {value!r} ({type(value).__name__}), where the network "
+                        f"takes a {type(current).__name__} (the config's is {current!r}): the file was not written by "
+                        "this version of brain_mtl, or was edited. Use a checkpoint brain_mtl wrote."
+                    )
                 group[key] = value
                 outcome = f"using {value!r} ({why})"
             else:
                 outcome = f"using the config's {current!r}"
             notes.append(f"  {section}.{key}: checkpoint {value!r}, config {current!r} -> {outcome}")
     return notes
+
+
+def _check_image_size(config: Any) -> None:
+    """``data.image_size`` must be a multiple of the reference network's output stride, ``2**model.depth``.
+
+    (A timm encoder's stride depends on the model; its network checks the input itself.)
+    """
+    model, data = config.get("model"), config.get("data")
+    if model is None or data is None or model.get("encoder", "reference") not in (None, "reference"):
+        return
+    size, depth = data.get("image_size"), model.get("depth", 4)
+    if not isinstance(size, int) or not isinstance(depth, int) or not 1 <= depth <= 10 or size < 1:
+        return
+    stride = 2**depth
+    if size % stride:
+        below, above = size // stride * stride, (size // stride + 1) * stride
+        raise ConfigError(
+            f"data.image_size {size} is not a multiple of {stride} (2**model.depth, the network's output stride): "
+            f"use {max(below, stride)} or {above}."
+        )
 
 
 def _checkpoint_dirs(config: Any) -> list[Path]:
@@ -91,9 +128,25 @@ def _checkpoint_dirs(config: Any) -> list[Path]:
         except (ImportError, AttributeError):
             continue
         dirpath = (callback.get("init_args") or {}).get("dirpath")
+        if isinstance(cls, type) and issubclass(cls, RunCheckpoint) and not dirpath:
+            dirpath = Path(config.get("trainer", {}).get("default_root_dir") or ".") / DEFAULT_DIRNAME
         if isinstance(cls, type) and issubclass(cls, ModelCheckpoint) and dirpath:
             folders.append(Path(dirpath))
     return folders
+
+
+def _follow_root_dir(config: Any) -> None:
+    """A ``RunTensorBoardLogger`` with ``save_dir`` left out logs under ``trainer.default_root_dir``."""
+    trainer = config.get("trainer")
+    if trainer is None:
+        return
+    loggers = trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if not hasattr(logger, "get") or not str(logger.get("class_path", "")).endswith("RunTensorBoardLogger"):
+            continue
+        init_args = logger.get("init_args")
+        if init_args is not None and init_args.get("save_dir") is None:
+            init_args["save_dir"] = str(trainer.get("default_root_dir") or ".")
 
 
 def cpu_has_amx() -> bool:
@@ -136,12 +189,27 @@ class BrainTumorCLI(LightningCLI):
     """
 
     def before_instantiate_classes(self) -> None:
-        """Resolve ``trainer.precision: null`` to the fastest safe precision of this machine."""
+        """Resolve ``trainer.precision: null`` to this machine's precision; check values that depend on each other."""
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         trainer = config.get("trainer")
         if trainer is not None and trainer.get("precision") is None:
             trainer["precision"] = default_precision(trainer.get("accelerator"))
+        _check_image_size(config)
+        _follow_root_dir(config)
+
+    def instantiate_classes(self) -> None:
+        """Build the model, data and trainer; a value they refuse is one ``error:`` line (exit 2), no traceback.
+
+        The classes check their arguments (``ValueError``) and a checkpoint's saved settings can be of the wrong
+        type (``TypeError``); either names the key in its message.
+        """
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as error:
+            if isinstance(error, CheckpointError):
+                raise
+            raise ConfigError(f"the configuration cannot be used: {error}") from error
 
     def _parse_ckpt_path(self) -> None:
         # Replaces LightningCLI's own step, which reads an explicit checkpoint file with torch.load (a bare
@@ -158,8 +226,15 @@ class BrainTumorCLI(LightningCLI):
             return  # Lightning resolves these from the running trainer
         if str(ckpt_path) == "last":
             found = self._newest_usable_last(config)
-            if found is None:
+            if found is None and subcommand == "fit":
                 return  # nothing saved yet: Lightning warns and a fit starts from scratch
+            if found is None:  # validate, test, predict: an untrained network would be scored, exit 0
+                folders = ", ".join(str(folder) for folder in _checkpoint_dirs(config)) or "(no checkpoint folder)"
+                raise CheckpointError(
+                    f"--ckpt_path last: no last checkpoint in {folders}: there is no trained network to {subcommand}. "
+                    "Train one first (python -m brain_mtl fit with the same config), or give a file with "
+                    "--ckpt_path PATH."
+                )
             path, checkpoint = found
         else:
             path = str(ckpt_path)

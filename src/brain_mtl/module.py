@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
+from jsonargparse.typing import OpenUnitInterval
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
@@ -109,7 +110,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         lr: float = 1e-4,
         weight_decay: float = 1e-2,
         lr_schedule: Literal["constant", "cosine"] = "constant",
-        mask_threshold: float = 0.5,
+        mask_threshold: OpenUnitInterval = 0.5,
         false_mask_min_area: int = 10,
         encoder: str = "reference",
         encoder_weights: str | None = None,
@@ -120,6 +121,9 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
+        mask_threshold = float(mask_threshold)  # a plain float in the checkpoint (the config type subclasses it)
+        if not 0.0 < mask_threshold < 1.0:
+            raise ValueError(f"mask_threshold must be strictly between 0 and 1, got {mask_threshold}")
         super().__init__()
         if tta not in ("none", "flip", "d4"):
             raise ValueError(f"tta must be 'none', 'flip' or 'd4', got {tta!r}")

@@ -13,6 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from brain_mtl.errors import WriteError
+from brain_mtl.files import atomic_write_bytes
+
 GREEN = (0, 220, 0)
 """Ground-truth outlines."""
 RED = (255, 40, 40)
@@ -258,7 +261,7 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write a uint8 picture, (H, W) gray or (H, W, 3) RGB, as a PNG file; the parent folder is created.
 
     Encodes in memory and writes the bytes (not ``cv2.imwrite``), so that paths with non-ASCII characters work on
-    every OS. Every PNG the library writes goes through here.
+    every OS, atomically (:func:`brain_mtl.files.atomic_path`). Every PNG the library writes goes through here.
 
     Returns:
         The path written.
@@ -267,10 +270,13 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
         OSError: the encoding or the write failed (the message names the path).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(f"cannot write {path}: its folder cannot be created ({error.strerror or error}).") from error
     pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     ok, encoded = cv2.imencode(".png", pixels)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
-    path.write_bytes(encoded.tobytes())
+    atomic_write_bytes(path, encoded.tobytes())  # complete or absent; replaces a link in its place, not its target
     return path

@@ -90,6 +90,8 @@ def test_example_scan_shows_class_probabilities_area_and_downloads(monkeypatch, 
         "Results JSON (with settings and failed files)",
     ]
     assert len(_images(app)) == 2  # the scan and the prediction
+    # "All scans" is a dataframe: its cells are text (st.table renders Markdown, where a file name could be a link).
+    assert list(app.dataframe[0].value["file"]) == ["example_glioma.png"]
 
 
 def test_threshold_gate_tta_and_opacity(monkeypatch, glioma_ckpt, no_tumor_ckpt, counted):
@@ -159,4 +161,4 @@ def test_bad_uploads_are_named_and_the_good_ones_still_predicted(monkeypatch, gl
     assert "not an image" in errors[0] and "empty" in errors[1] and "truncated" in errors[2]
     assert "**Predicted class: glioma** (64.4%)" in _texts(app)
     assert _area_lines(app) == [f"**Tumour area:** {120 * 90:,} px, 100.00% of the slice"]
-    assert list(app.table[-1].value["file"]) == ["scan.png"]
+    assert list(app.dataframe[-1].value["file"]) == ["scan.png"]  # "All scans": text cells, never Markdown

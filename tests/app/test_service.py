@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -12,6 +14,7 @@ import pytest
 
 from brain_mtl.app import app_main, service
 from brain_mtl.app.launch import CKPT_ENV, build_parser, streamlit_command
+from brain_mtl.data import io as data_io
 
 from .helpers import GLIOMA_LOGITS, softmax, synthetic_scan
 
@@ -92,8 +95,8 @@ def test_decompression_bombs_are_refused_from_the_header(monkeypatch):
         raise AssertionError("the pixels were decoded")
 
     monkeypatch.setattr("brain_mtl.data.io.decode_unchanged", no_decoding)
-    # 30000 x 30000: beyond Pillow's own limit, which refuses to open it at all.
-    with pytest.raises(service.UploadError, match=r"^bomb\.png: its header declares an image larger than the app"):
+    # 30000 x 30000: read from the header by brain_mtl's own parser (Pillow would refuse to open it at all).
+    with pytest.raises(service.UploadError, match=r"^bomb\.png: 30000 x 30000 pixels is larger than the app takes"):
         service.read_upload("bomb.png", _png_header_only(30000, 30000))
     with pytest.raises(service.UploadError, match=r"^wide\.png: 6000 x 5000 pixels is larger than the app takes"):
         service.read_upload("wide.png", _png_header_only(6000, 5000))
@@ -287,3 +290,23 @@ def test_the_cli_lists_the_app(capsys):
 
     assert main(["--help"]) == 0
     assert "python -m brain_mtl app " in capsys.readouterr().out
+
+
+def test_uploads_that_hide_their_size_from_pillow_are_refused_undecoded(monkeypatch):
+    # Hostile probes that got past the old header check (Pillow's): each reached OpenCV's decoder in full.
+    monkeypatch.setattr(data_io, "_imdecode", lambda data: pytest.fail("the pixels were decoded"))
+
+    def chunk(kind: bytes, payload: bytes, crc_ok: bool = True) -> bytes:
+        crc = zlib.crc32(kind + payload) ^ (0 if crc_ok else 1)
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 6000, 6000, 16, 6, 0, 0, 0)  # 16-bit RGBA
+    crc_damaged = (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"tEXt", b"a\x00b", crc_ok=False)
+        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )  # fmt: skip
+    with pytest.raises(service.UploadError, match=r"^crc\.png: 6000 x 6000 pixels is larger than the app takes"):
+        service.read_upload("crc.png", crc_damaged)
+    hdr = cv2.imencode(".hdr", np.ones((64, 64, 3), np.float32))[1].tobytes()  # a Radiance HDR named .png
+    with pytest.raises(service.UploadError, match=r"^radiance\.png: unreadable image: not an image"):
+        service.read_upload("radiance.png", hdr)

@@ -283,14 +283,17 @@ def _show_result(
 
 def _summary(results: list[service.ScanResult], files: service.ExportFiles) -> None:
     st.subheader("All scans")
-    st.table(
+    # A dataframe shows its cells as text: st.table renders them as Markdown, where an uploaded file named
+    # "![x](https://host)" would make the viewer's browser fetch from that host.
+    st.dataframe(
         {
             "file": [r.scan.name for r in results],
             "class": [r.prediction.class_name for r in results],
             "probability": [f"{r.prediction.probability:.1%}" for r in results],
             "tumour px": [f"{r.area_px:,}" for r in results],
             "tumour share": [f"{r.area_share:.2%}" for r in results],
-        }
+        },
+        hide_index=True,
     )
     left, right = st.columns(2)
     left.download_button(

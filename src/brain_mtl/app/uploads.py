@@ -6,11 +6,14 @@ Uploaded bytes checked and decoded, or refused with a message naming the file; t
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
+
+from brain_mtl.data import io as data_io
+from brain_mtl.data.errors import DatasetError
+from brain_mtl.data.headers import FORMAT_NAMES, HeaderError, check_declared_size, sniff_format
+from brain_mtl.data.io import is_truncated, to_rgb_uint8
 
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp")
 """File extensions the uploader offers."""
@@ -58,43 +61,13 @@ class ScanInput:
         return read_upload(self.name, self.data or b"", max_pixels)
 
 
-def _too_large(name: str, width: int, height: int, max_pixels: int) -> UploadError:
-    return UploadError(
-        f"{name}: {width} x {height} pixels is larger than the app takes ({max_pixels / 1e6:g} megapixels): "
-        "downscale it, or predict it with `python -m brain_mtl predict-images`."
-    )
-
-
-def _check_declared_size(name: str, data: bytes, max_pixels: int) -> None:
-    """Refuse an image whose header declares more than ``max_pixels``, without decoding its pixels.
-
-    Pillow reads the header (it comes with Streamlit); a format it does not know is checked after decoding.
-    """
-    try:
-        from PIL import Image
-    except ImportError:
-        return
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = int(image.size[0]), int(image.size[1])
-    except Image.DecompressionBombError as error:  # Pillow itself refuses to open it: far beyond the limit here
-        raise UploadError(
-            f"{name}: its header declares an image larger than the app takes ({max_pixels / 1e6:g} megapixels; "
-            f"{error}): downscale it, or predict it with `python -m brain_mtl predict-images`."
-        ) from error
-    except Exception:  # not an image Pillow knows, or a header it refuses: OpenCV's decoder will say what is wrong
-        return
-    if width * height > max_pixels:
-        raise _too_large(name, width, height, max_pixels)
-
-
 def read_upload(name: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an uploaded file into ``(H, W, 3)`` uint8 RGB, as ``predict-images`` reads files.
 
-    Gray, RGB, RGBA, 16-bit: the data package's reader (:mod:`brain_mtl.data.io`) converts them. The size is checked
-    from the header before the pixels are decoded, so a huge image never fills the memory.
+    Gray, RGB, RGBA, 16-bit: the data package's reader (:mod:`brain_mtl.data.io`) converts them. The size is read
+    from the file's own header before any pixel is decoded (:func:`brain_mtl.data.headers.check_declared_size`, for
+    every accepted format), and a file whose size cannot be read that way is refused, so a huge or disguised image
+    never reaches the decoder.
 
     Args:
         name: the file's name (in messages).
@@ -102,27 +75,32 @@ def read_upload(name: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndar
         max_pixels: the largest accepted width x height.
 
     Raises:
-        UploadError: empty, not an image, truncated, corrupt, or larger than ``max_pixels``; the message names the
-            file and says what to do.
+        UploadError: empty, not an image, truncated, corrupt, larger than ``max_pixels`` or unmeasurable; the message
+            names the file and says what to do.
     """
-    from brain_mtl.data.errors import DatasetError
-    from brain_mtl.data.io import FORMAT_NAMES, decode_unchanged, is_truncated, sniff_format, to_rgb_uint8
-
     if not data:
         raise UploadError(f"{name}: the file is empty (0 bytes): upload the scan again.")
-    _check_declared_size(name, data, max_pixels)
-    fmt = sniff_format(data)  # from the content: a file that is no image at all is reported by the decoder below
+    try:
+        if sniff_format(data) is not None:  # no image format at all: the reader below refuses it undecoded
+            check_declared_size(data, name, max_pixels)
+    except HeaderError as error:
+        if error.kind == "too_large" and error.size is not None:
+            raise UploadError(
+                f"{name}: {error.size.width} x {error.size.height} pixels is larger than the app takes "
+                f"({max_pixels / 1e6:g} megapixels): downscale it, or predict it with "
+                "`python -m brain_mtl predict-images`."
+            ) from error
+        raise UploadError(str(error)) from error
+    fmt = sniff_format(data)
     if fmt is not None and is_truncated(data):
         raise UploadError(
             f"{name}: truncated: the {FORMAT_NAMES[fmt]} data ends before its end marker (an interrupted download "
             "or copy): upload the complete file."
         )
     try:
-        raw = decode_unchanged(data, name)
+        raw = data_io.decode_unchanged(data, name, max_pixels)
     except DatasetError as error:
         raise UploadError(str(error)) from error
-    if raw.shape[0] * raw.shape[1] > max_pixels:
-        raise _too_large(name, raw.shape[1], raw.shape[0], max_pixels)
     return to_rgb_uint8(raw)
 
 

@@ -7,7 +7,8 @@
 - :class:`PredictionWriter` (``prediction_writer``): the files of ``predict-images`` from
   ``python -m brain_mtl predict``.
 - :class:`EncoderFreeze` (``finetuning``): a frozen pretrained encoder for the first epochs.
-- :func:`tensorboard_writer` (``tensorboard``): how every callback finds the TensorBoard writer.
+- :class:`RunTensorBoardLogger`, :func:`tensorboard_writer` (``tensorboard``): the run's logger, whose folder
+  follows ``trainer.default_root_dir``, and how every callback finds its writer.
 
 They live apart from the task's steps, so a subclass of the task keeps them for free.
 """
@@ -17,7 +18,7 @@ from brain_mtl.callbacks.finetuning import EncoderFreeze
 from brain_mtl.callbacks.images import ConfusionMatrixImage, PredictionGrid
 from brain_mtl.callbacks.prediction_writer import PredictionWriter
 from brain_mtl.callbacks.report import EvaluationReport
-from brain_mtl.callbacks.tensorboard import tensorboard_writer
+from brain_mtl.callbacks.tensorboard import RunTensorBoardLogger, tensorboard_writer
 
 __all__ = [
     "ConfusionMatrixImage",
@@ -26,5 +27,6 @@ __all__ = [
     "PredictionGrid",
     "PredictionWriter",
     "RunCheckpoint",
+    "RunTensorBoardLogger",
     "tensorboard_writer",
 ]

@@ -12,9 +12,13 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from brain_mtl.errors import divergence_error
+from brain_mtl.files import RunLock
 from brain_mtl.inference.checkpoint import first_non_finite
 
 __all__ = ["RunCheckpoint"]
+
+DEFAULT_DIRNAME = "checkpoints"
+"""With ``dirpath`` left out, the files go to ``<trainer.default_root_dir>/checkpoints``."""
 
 PARTIAL_SUFFIX = ".part"
 """A checkpoint is written to ``<name>.part`` in its own folder first, then renamed over ``<name>``."""
@@ -39,12 +43,16 @@ class RunCheckpoint(ModelCheckpoint):
     - Every file is written atomically: to ``<name>.part`` in the same folder, flushed to disk (fsync), then
       renamed over ``<name>``. A process killed at any moment leaves the previous file intact, never a truncated
       one. Leftover ``.part`` files of a killed run are removed when the next run starts.
+    - One process at a time writes a checkpoint folder: a fit takes a lock on ``dirpath``
+      (:class:`~brain_mtl.files.RunLock`, released when the process ends, however it ends), and a second fit started
+      there stops with an error naming the first one's process.
     - Nothing non-finite is kept: when the weights (or buffers) or the monitored score hold NaN or infinity,
       nothing is written and training stops with a :class:`~brain_mtl.errors.DivergenceError` that names the
       step and the last good checkpoint.
 
     Args:
-        dirpath: folder of the checkpoint files; give one, so that ``--ckpt_path last`` finds them.
+        dirpath: folder of the checkpoint files; None (the shipped configs): ``<trainer.default_root_dir>/checkpoints``,
+            so that ``--trainer.default_root_dir`` moves them and ``--ckpt_path last`` finds them there.
         filename: file-name pattern of the best files, e.g. ``"epoch{epoch:02d}-dice{val/seg/dice:.3f}"``.
         monitor: logged metric that ranks the best files (``val/score``); None keeps the newest only.
         verbose: log each save decision.
@@ -101,12 +109,31 @@ class RunCheckpoint(ModelCheckpoint):
             enable_version_counter=enable_version_counter,
         )
         self._last_written_at_step = -1
+        self._run_lock: RunLock | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:  # noqa: D102
+        if self.dirpath is None:  # the run's own folder, where --ckpt_path last looks (not the logger's version)
+            self.dirpath = os.path.join(trainer.default_root_dir, DEFAULT_DIRNAME)
         super().setup(trainer, pl_module, stage)
         if trainer.is_global_zero and self.dirpath and _is_local_file_protocol(self.dirpath):
+            if stage == "fit":  # one writer per checkpoint folder: a second fit there stops here, naming the first
+                self._run_lock = RunLock(self.dirpath)
+                self._run_lock.acquire()
             for partial in Path(self.dirpath).glob(f"*{self.FILE_EXTENSION}{PARTIAL_SUFFIX}"):
                 partial.unlink(missing_ok=True)  # left by a process killed while writing
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:  # noqa: D102
+        super().teardown(trainer, pl_module, stage)
+        self._release_lock()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:  # noqa: D102
+        super().on_exception(trainer, pl_module, exception)
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
     def _save_topk_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
         current = monitor_candidates.get(self.monitor) if self.monitor else None

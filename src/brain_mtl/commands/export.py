@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Literal
 from torch import nn
 
 from brain_mtl.commands.base import UsageError, checkpoint_errors, run_command
+from brain_mtl.errors import WriteError
+from brain_mtl.files import atomic_path
 from brain_mtl.inference.checkpoint import load_checkpoint
 from brain_mtl.inference.export import (
     ONNX_INPUT,
@@ -61,10 +64,16 @@ def export(
         UsageError: ``--format reference`` for a timm encoder, or an image size the network cannot take.
         brain_mtl.errors.CheckpointError: the checkpoint cannot be loaded.
     """
+    path = Path(output)
+    if _same_file(path, Path(ckpt_path)):
+        raise UsageError(
+            f"--output {output} is the checkpoint given as --ckpt_path: the export would replace it. Write the "
+            "export to another file (e.g. model.onnx)."
+        )
     with checkpoint_errors(ckpt_path):
         loaded = load_checkpoint(ckpt_path)
     model = loaded.model.cpu().eval()
-    path = Path(output)
+    _make_parent(path)
     encoder = str(getattr(model, "encoder_name", "reference"))
     if format == "reference" and encoder != "reference":
         raise UsageError(
@@ -72,11 +81,13 @@ def export(
             "notebook's CustomUNet does not have: use --format state_dict or onnx"
         )
     if format == "state_dict":
-        export_state_dict(model, path)
+        with atomic_path(path) as partial:
+            export_state_dict(model, partial)
         print(f"wrote {path} (UNet state dict; architecture: {_architecture(model)})")
         return 0
     if format == "reference":
-        export_reference(model, path)
+        with atomic_path(path) as partial:
+            export_reference(model, partial)
         print(f"wrote {path} (reference-notebook layout; architecture: {_architecture(model)})")
         return 0
 
@@ -88,7 +99,8 @@ def export(
     if size[0] % stride or size[1] % stride:
         raise UsageError(f"--image_size {size} must be a multiple of {stride} (the output stride)")
     try:
-        export_onnx(model, path, size, opset=opset, exporter=exporter, metadata=onnx_metadata(loaded))
+        with atomic_path(path) as partial:  # a failed export leaves the previous file as it was
+            export_onnx(model, partial, size, opset=opset, exporter=exporter, metadata=onnx_metadata(loaded))
     except (ImportError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -109,6 +121,24 @@ def export(
         print(f"error: parity check failed: {problem}", file=sys.stderr)
         return 1
     return 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (through links and relative spellings too)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(
+            f"cannot write {path}: its folder {path.parent} cannot be created ({error.strerror or error}). "
+            "Choose another --output."
+        ) from error
 
 
 def _architecture(model: nn.Module) -> str:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from jsonargparse.typing import PositiveInt
+
 from brain_mtl.commands.base import UsageError, checkpoint_errors, run_command
 from brain_mtl.inference.inputs import collect_inputs, lies_within
 from brain_mtl.inference.outputs import OutputFolderError, OutputWriter, check_output_dir, clear_previous_run
@@ -28,8 +30,8 @@ def predict_images(
     tta: Literal["none", "flip", "d4"] = "none",
     mask_gate: bool = False,
     threshold: float | None = None,
-    image_size: int | None = None,
-    batch_size: int = 8,
+    image_size: PositiveInt | None = None,
+    batch_size: PositiveInt = 8,
     device: str = "auto",
     precision: Literal["32", "bf16"] = "32",
     recursive: bool = False,
@@ -72,6 +74,8 @@ def predict_images(
             Grad-CAM class (exit status 2).
         brain_mtl.errors.CheckpointError: the checkpoint cannot be loaded (exit status 1).
     """
+    image_size = None if image_size is None else int(image_size)
+    batch_size = int(batch_size)
     folder = Path(output)
     try:
         check_output_dir(folder, overwrite)

@@ -9,6 +9,7 @@ from typing import Literal
 
 import albumentations as A
 import lightning as L
+from jsonargparse.typing import NonNegativeInt, PositiveInt, restricted_number_type
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 
@@ -23,8 +24,8 @@ from brain_mtl.data.datasets import (
 from brain_mtl.data.errors import DatasetError
 from brain_mtl.data.index import Twins, index_dataset
 from brain_mtl.data.layout import CLASSIFICATION_TASK, SEGMENTATION_TASK, dataset_exists
-from brain_mtl.data.records import DatasetIndex, ImageRecord
 from brain_mtl.data.near_duplicates import NEAR_DUPLICATE_DISTANCE
+from brain_mtl.data.records import DatasetIndex, ImageRecord
 from brain_mtl.data.split import carve_validation
 from brain_mtl.data.transforms import AUGMENT_LEVELS, build_resize, build_transforms
 
@@ -43,6 +44,13 @@ def default_num_workers() -> int:
     except AttributeError:  # macOS, Windows
         cpus = os.cpu_count() or 1
     return max(0, min(8, cpus - 1))
+
+
+ShareBelowOne = restricted_number_type("ShareBelowOne", float, [(">=", 0.0), ("<", 1.0)])
+"""A share in [0, 1): the config type of ``val_fraction`` (jsonargparse refuses other values with one line)."""
+
+HammingDistance = restricted_number_type("HammingDistance", int, [(">=", 0), ("<=", 64)])
+"""A Hamming distance between two 64-bit hashes: 0 to 64."""
 
 
 class BrainTumorDataModule(L.LightningDataModule):
@@ -96,10 +104,10 @@ class BrainTumorDataModule(L.LightningDataModule):
     def __init__(
         self,
         root: str | None = None,
-        image_size: int = 256,
-        batch_size: int = 16,
-        num_workers: int | None = None,
-        val_fraction: float = 0.1,
+        image_size: PositiveInt = 256,
+        batch_size: PositiveInt = 16,
+        num_workers: NonNegativeInt | None = None,
+        val_fraction: ShareBelowOne = 0.1,
         seed: int = 42,
         keep_aspect: bool = False,
         augment: Literal["none", "light", "default", "strong"] = "default",
@@ -111,9 +119,14 @@ class BrainTumorDataModule(L.LightningDataModule):
         synthetic_train: int = 500,
         synthetic_test: int = 100,
         pin_memory: bool = False,
-        near_duplicate_distance: int | None = NEAR_DUPLICATE_DISTANCE,
+        near_duplicate_distance: HammingDistance | None = NEAR_DUPLICATE_DISTANCE,
         test_split: Literal["test", "val"] = "test",
     ) -> None:
+        # The config types (PositiveInt, ...) are int and float subclasses: saved as plain numbers, a checkpoint's
+        # hyperparameters stay loadable with weights_only=True.
+        image_size, batch_size, val_fraction = int(image_size), int(batch_size), float(val_fraction)
+        num_workers = None if num_workers is None else int(num_workers)
+        near_duplicate_distance = None if near_duplicate_distance is None else int(near_duplicate_distance)
         super().__init__()
         self.save_hyperparameters()
         if augment not in AUGMENT_LEVELS:
@@ -130,6 +143,8 @@ class BrainTumorDataModule(L.LightningDataModule):
             raise ValueError(f"test_split must be 'test' or 'val', got {test_split!r}")
         if batch_size < 1 or image_size < 8:
             raise ValueError(f"batch_size must be >= 1 and image_size >= 8, got {batch_size} and {image_size}")
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"num_workers must be null or >= 0, got {num_workers}")
         self.root: Path | None = None if root is None else Path(root)
         """The folder given as ``root`` (None: the synthetic default in ``synthetic_root``)."""
         self.synthetic_root = Path(synthetic_root)

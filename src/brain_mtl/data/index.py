@@ -129,6 +129,7 @@ def index_dataset(
         index.has_val_split |= split == "val"
         found += _segmentation_images(root, split, class_name_map, name_fix, problems)
 
+    _check_unique_names(found, problems)
     records = _read_files(found, decode, threads, problems)
     records = _label_segmentation(records, problems)
     check_masks(records, problems, decode)
@@ -136,6 +137,40 @@ def index_dataset(
     index.records = sorted(records, key=lambda r: (r.task, SPLITS.index(r.split), str(r.path)))
     check_splits(root, index.records, problems)
     return index
+
+
+def _check_unique_names(found: list[FoundImage], problems: list[Problem]) -> None:
+    """Two classification images of one split with one name: an error when a segmentation image has it, else a warning.
+
+    Images are paired across tasks by name (:class:`Twins`): with ``glioma/case7.jpg`` and ``meningioma/case7.jpg``
+    a segmentation image named ``case7`` would take either label, and the other image its mask.
+    """
+    segmentation = {(item.split, item.path.stem) for item in found if item.task == "segmentation"}
+    by_name: dict[tuple[str, str], list[FoundImage]] = defaultdict(list)
+    for item in found:
+        if item.task == "classification":
+            by_name[(item.split, item.path.stem)].append(item)
+    for (split, stem), items in sorted(by_name.items()):
+        if len(items) < 2:
+            continue
+        listing = ", ".join(f"{item.path} ({CLASS_NAMES[item.label]})" for item in items)
+        paired = (split, stem) in segmentation
+        consequence = (
+            f"the segmentation image {stem!r} and its mask are paired by name, so either could get the other's "
+            "label or mask"
+            if paired
+            else "a segmentation image of that name would be paired with either of them"
+        )
+        problems.append(
+            Problem(
+                "ambiguous_name",
+                items[0].path,
+                f"{len(items)} classification images of the {split} split are named {stem!r}: {listing}; "
+                f"{consequence}.",
+                "rename all but one (each image's name must be unique within its split).",
+                "error" if paired else "warning",
+            )
+        )
 
 
 def _code_label(

@@ -17,6 +17,7 @@ import numpy as np
 
 from brain_mtl.data.duplicates import file_digest
 from brain_mtl.data.errors import DatasetError
+from brain_mtl.data.headers import HeaderError, check_declared_size
 from brain_mtl.data.io import (
     EXTENSION_FORMATS,
     FORMAT_EXTENSIONS,
@@ -111,6 +112,12 @@ def inspect_file(path: Path, is_mask: bool = False, decode: bool = True, strict:
         )
     if not decode:
         return FileCheck(digest=digest, format=fmt, notes=tuple(notes))
+    try:
+        check_declared_size(data, None)
+    except HeaderError as error:
+        return FileCheck(
+            digest=digest, format=fmt, error_kind="unsupported", error=error.reason, fix=error.fix, notes=tuple(notes)
+        )
     if strict:
         array, messages = decode_checked(data)
     else:

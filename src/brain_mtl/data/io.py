@@ -19,6 +19,14 @@ import cv2
 import numpy as np
 
 from brain_mtl.data.errors import DatasetError
+from brain_mtl.data.headers import (
+    FORMAT_NAMES,
+    MAX_FILE_PIXELS,
+    HeaderError,
+    check_declared_size,
+    describe_start,
+    sniff_format,
+)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm"}
@@ -38,17 +46,6 @@ EXTENSION_FORMATS: dict[str, str] = {
     ".ppm": "pnm",
 }
 """The format each image extension promises (:func:`sniff_format` tells what a file really holds)."""
-
-FORMAT_NAMES: dict[str, str] = {
-    "jpeg": "JPEG",
-    "png": "PNG",
-    "bmp": "BMP",
-    "tiff": "TIFF",
-    "webp": "WebP",
-    "jpeg2000": "JPEG 2000",
-    "pnm": "PGM/PPM",
-}
-"""Readable names of the formats :func:`sniff_format` returns."""
 
 FORMAT_EXTENSIONS: dict[str, str] = {
     "jpeg": ".jpg",
@@ -73,20 +70,36 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise DatasetError(f"{path}: cannot read the file ({error.strerror or error}).") from error
 
 
-def decode_unchanged(data: bytes, path: str | os.PathLike) -> np.ndarray:
+def decode_unchanged(data: bytes, path: str | os.PathLike, max_pixels: int = MAX_FILE_PIXELS) -> np.ndarray:
     """Decode encoded image bytes as stored (any depth, any channel count).
+
+    The header is measured first (:func:`brain_mtl.data.headers.check_declared_size`): content that is no accepted
+    image format, a header that does not say the size, several TIFF pages or more than ``max_pixels`` are refused
+    before a pixel is decoded.
 
     Args:
         data: the file's bytes.
         path: used only in the error message.
+        max_pixels: the largest accepted width x height.
 
     Returns:
         ``(H, W)`` or ``(H, W, C)`` array in the file's own dtype (OpenCV's BGR(A) channel order).
 
     Raises:
-        DatasetError: the bytes are not an image OpenCV can decode.
+        DatasetError: the bytes are not an image OpenCV can decode, or the header check refuses them.
     """
-    image = _imdecode(data)
+    if data and sniff_format(data) is not None:
+        try:
+            check_declared_size(data, path, max_pixels)
+        except HeaderError as error:
+            if is_truncated(data):
+                fmt = FORMAT_NAMES[sniff_format(data)]
+                raise DatasetError(
+                    f"{path}: unreadable image: truncated: the {fmt} data ends before its end marker. "
+                    "Replace or remove the file."
+                ) from error
+            raise DatasetError(str(error)) from error
+    image = _imdecode(data) if data and sniff_format(data) is not None else None
     if image is None or image.size == 0:
         if not data:
             reason = "the file is empty"
@@ -167,6 +180,9 @@ def release_captured(text: str) -> None:
 def decode_checked(data: bytes) -> tuple[np.ndarray | None, str]:
     """Decode bytes as stored and return what the decoder printed meanwhile.
 
+    The caller measures the header first (:func:`brain_mtl.data.headers.check_declared_size`), as
+    :func:`brain_mtl.data.inspection.inspect_file` does.
+
     Args:
         data: the file's bytes.
 
@@ -185,46 +201,6 @@ def _imdecode(data: bytes) -> np.ndarray | None:
     # np.frombuffer + imdecode instead of cv2.imread: works with non-ASCII paths on every OS.
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     return None if image is None or image.size == 0 else image
-
-
-def sniff_format(data: bytes) -> str | None:
-    """Tell an image format from the first bytes of a file (its signature), whatever the file is named.
-
-    Returns:
-        ``"jpeg"`` (FF D8 FF), ``"png"`` (89 50 4E 47 0D 0A 1A 0A), ``"bmp"``, ``"tiff"``, ``"webp"``,
-        ``"jpeg2000"``, ``"pnm"``, or None when the bytes start like none of them (not an image).
-    """
-    head = data[:16]
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head.startswith(b"BM") and len(data) >= 26:
-        return "bmp"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "tiff"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "webp"
-    if head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xff\x4f\xff\x51"):
-        return "jpeg2000"
-    if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"1234567" and head[2:3] in b" \t\r\n#":
-        return "pnm"
-    return None
-
-
-def describe_start(data: bytes, count: int = 8) -> str:
-    """The first bytes of a file, as text and hex, for error messages ("it starts with '<html><b' = 3c 68 ...")."""
-    head = data[:count]
-    text = head.decode("latin-1")
-    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
-    guess = ""
-    if head and printable == len(head):
-        lowered = data[:256].lstrip().lower()
-        if lowered.startswith((b"<!doctype html", b"<html", b"<?xml", b"<svg")):
-            guess = "; it looks like an HTML or XML page, e.g. an error page saved under an image name"
-        else:
-            guess = "; it looks like text"
-    return f"it starts with {text!r} = {head.hex(' ')}{guess}"
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from brain_mtl import jsonsafe
 from brain_mtl.evaluation.report import Report
+from brain_mtl.files import atomic_path, atomic_write_text, csv_cell
 from brain_mtl.viz import confusion_matrix_image, write_png
 
 __all__ = ["report_markdown", "write_report"]
@@ -37,6 +38,10 @@ def _ci(item: dict) -> str:
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
         return "n/a"
     return f"[{_fmt(low)}, {_fmt(high)}]"
+
+
+_NEAR_ROWS = 50
+"""Near-duplicate rows shown in report.md (all of them are in report.json)."""
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -208,6 +213,28 @@ def report_markdown(report: Report | dict) -> str:
             ([", ".join(g["evaluated"]), ", ".join(g["train"])] for g in leak["groups"]),
         )
 
+    near = leak.get("near_duplicates")
+    lines += ["", f"## Possible leakage: near-duplicates of training images in the {split} split", ""]
+    if near is None:
+        lines += [leak.get("near_note") or "Not checked."]
+    elif not near:
+        lines += [f"None found. {leak.get('near_note', '')}".strip()]
+    else:
+        shown = near[:_NEAR_ROWS]
+        note = leak.get("near_note", "")
+        lines += [
+            f"{len(near)} {split} images have a near-duplicate in the training folder (the same slice re-encoded, or "
+            f"a neighbouring slice of one series): figures on them may be inflated. {note}".strip(),
+            "",
+        ]
+        lines += _table(
+            (f"{split} image", "closest training images", "bits apart"),
+            ([row["evaluated"], ", ".join(row["train"][:3]) + (" ..." if len(row["train"]) > 3 else ""),
+              row["distance"]] for row in shown),
+        )  # fmt: skip
+        if len(near) > len(shown):
+            lines += ["", f"... and {len(near) - len(shown)} more (every one in `report.json`)."]
+
     lines += ["", "## Conventions", ""]
     lines += [f"- **{key}**: {text}" for key, text in report["conventions"].items()]
     lines += ["", "Per-image numbers: `per_image.csv`. Every number above: `report.json`.", ""]
@@ -231,14 +258,14 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     body = dict(content)
     body["per_image"] = "per_image.csv"
     json_path, md_path = out / "report.json", out / "report.md"
-    json_path.write_text(jsonsafe.dumps(body, indent=2) + "\n", encoding="utf-8")
-    md_path.write_text(report_markdown(jsonsafe.json_ready(body)), encoding="utf-8")
+    atomic_write_text(json_path, jsonsafe.dumps(body, indent=2) + "\n")
+    atomic_write_text(md_path, report_markdown(jsonsafe.json_ready(body)))
     cm = content["classification"]["confusion_matrix"]
     image = confusion_matrix_image(np.asarray(cm["counts"]), cm["classes"])
     write_png(out / "confusion_matrix.png", image)
     if per_image:
-        with open(out / "per_image.csv", "w", newline="", encoding="utf-8") as handle:
+        with atomic_path(out / "per_image.csv") as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(per_image[0]))
             writer.writeheader()
-            writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in per_image)
+            writer.writerows({k: ("" if v is None else csv_cell(v)) for k, v in row.items()} for row in per_image)
     return json_path, md_path

@@ -72,8 +72,21 @@ def is_remote(path: str | os.PathLike) -> bool:
     return "://" in str(path) and not str(path).startswith("file://")
 
 
+def _usable_size(path: Path) -> int:
+    """A file's size, 0 for what cannot be stat-ed (a dangling link, a link loop, no permission)."""
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
+
+
 def _other_checkpoints(path: Path) -> str:
-    others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path and p.stat().st_size > 0)
+    """A hint naming the other checkpoints beside ``path`` (never raises: it only decorates another error)."""
+    try:
+        siblings = list(path.parent.glob("*.ckpt"))
+    except OSError:
+        return ""
+    others = sorted(p.name for p in siblings if p != path and _usable_size(p) > 0)
     if not others:
         return "There is no other checkpoint in its folder."
     return f"Other checkpoints in {path.parent}: {', '.join(others[:6])}{' ...' if len(others) > 6 else ''}."
@@ -152,6 +165,11 @@ def read_checkpoint(path: str | os.PathLike, *, weights_only: bool = True) -> di
     local = None if is_remote(path) else Path(source.removeprefix("file://"))
     if local is not None:
         if not local.is_file():
+            if local.is_symlink():
+                raise CheckpointError(
+                    f"{local}: a link that leads to no file ({os.readlink(local)}: missing, or a loop of links). "
+                    "Point it at the checkpoint, or give the checkpoint's own path."
+                )
             raise CheckpointError(f"{local}: no such checkpoint file{' (it is a folder)' if local.is_dir() else ''}.")
         if local.stat().st_size == 0:
             raise CheckpointError(
@@ -252,7 +270,9 @@ def load_checkpoint(
             f"top-level keys: {sorted(map(str, content))[:10]}"
         )
 
-    size = int(image_size or data_hparams.get("image_size") or DEFAULT_IMAGE_SIZE)
+    if image_size is not None and (not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1):
+        raise ValueError(f"image_size must be a positive number of pixels, got {image_size!r}")
+    size = int(image_size if image_size is not None else data_hparams.get("image_size") or DEFAULT_IMAGE_SIZE)
     letterbox = keep_aspect if keep_aspect is not None else bool(data_hparams.get("keep_aspect", False))
     names = class_names_for(num_classes)
     return LoadedCheckpoint(

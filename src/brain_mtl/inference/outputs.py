@@ -14,6 +14,8 @@ import numpy as np
 
 from brain_mtl import jsonsafe
 from brain_mtl.classes import CLASS_NAMES
+from brain_mtl.errors import WriteError
+from brain_mtl.files import atomic_write_text, csv_cell
 from brain_mtl.inference.prediction import Failure, Prediction
 from brain_mtl.viz import write_png
 
@@ -170,7 +172,12 @@ class OutputWriter:
         self.files: list[str] = []
         self.csv_path = self._path(f"{safe_stem(file_prefix)}.csv")
         self.json_path = self._path(f"{safe_stem(file_prefix)}.json")
-        self._csv_file = self.csv_path.open("w", newline="", encoding="utf-8")
+        if self.csv_path.is_symlink():  # opening it would write through the link into whatever it points at
+            self.csv_path.unlink()
+        try:
+            self._csv_file = self.csv_path.open("w", newline="", encoding="utf-8")
+        except OSError as error:
+            raise WriteError(f"cannot write {self.csv_path}: {error.strerror or error}.") from error
         self._csv = csv.DictWriter(self._csv_file, fieldnames=self.fieldnames)
         self._csv.writeheader()
         self._closed = False
@@ -194,7 +201,7 @@ class OutputWriter:
 
     def _path(self, name: str) -> Path:
         target = self.output_dir / name
-        if target.resolve().parent != self._root:
+        if target.parent.resolve() != self._root or name in (".", ".."):  # a link named so is replaced, not followed
             raise ValueError(f"output name {name!r} would leave {self.output_dir}")
         return target
 
@@ -254,8 +261,14 @@ class OutputWriter:
             "width": width,
             "mask_file": mask_path.name,
         }
-        self._csv.writerow(row)
-        self._csv_file.flush()
+        try:
+            self._csv.writerow({key: csv_cell(value) for key, value in row.items()})
+            self._csv_file.flush()
+        except OSError as error:
+            raise WriteError(
+                f"cannot write {self.csv_path}: {error.strerror or error} (a full disk?). The rows before it are "
+                "in the file."
+            ) from error
         self.rows.append(row)
         return row
 
@@ -268,7 +281,10 @@ class OutputWriter:
         if self._closed:
             return
         self._closed = True
-        self._csv_file.close()
+        try:
+            self._csv_file.close()
+        except OSError as error:
+            raise WriteError(f"cannot write {self.csv_path}: {error.strerror or error} (a full disk?).") from error
         payload = {
             "settings": self.settings,
             "class_names": list(self.class_names),
@@ -279,7 +295,7 @@ class OutputWriter:
             "files": list(self.files),
         }
         # Strict JSON: rows are finite (checked in write); a missing setting is null, never NaN.
-        self.json_path.write_text(jsonsafe.dumps(payload, indent=2), encoding="utf-8")
+        atomic_write_text(self.json_path, jsonsafe.dumps(payload, indent=2))
 
     def __enter__(self) -> OutputWriter:
         return self

@@ -83,7 +83,9 @@ class Predictor:
         self.mask_gate = bool(mask_gate)
         self.gate_min_area = int(gate_min_area)
         self.precision = precision
-        self.batch_size = max(1, int(batch_size))
+        if isinstance(batch_size, bool) or int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        self.batch_size = int(batch_size)
 
     @classmethod
     def from_checkpoint(
