@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,23 @@ from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.data.duplicates import duplicate_groups
 from brain_mtl.data.layout import SPLITS
 from brain_mtl.data.near_duplicates import NEAR_DUPLICATE_DISTANCE, near_duplicate_groups
-from brain_mtl.data.records import DatasetIndex
+from brain_mtl.data.records import DatasetIndex, ImageRecord
+
+
+def _by_split(
+    groups: list[list[ImageRecord]], name: Callable[[ImageRecord], str]
+) -> tuple[dict[str, int], list[list[str]]]:
+    """Groups counted per split when they lie in one, and listed (``name`` of each member) when they span splits."""
+    within: dict[str, int] = {}
+    across: list[list[str]] = []
+    for group in groups:
+        splits = {r.split for r in group}
+        if len(splits) == 1:
+            split = splits.pop()
+            within[split] = within.get(split, 0) + 1
+        else:
+            across.append([name(r) for r in group])
+    return within, across
 
 
 def summarize(index: DatasetIndex, near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE) -> dict[str, Any]:
@@ -68,15 +85,7 @@ def summarize(index: DatasetIndex, near_duplicate_distance: int = NEAR_DUPLICATE
             }
 
     groups = duplicate_groups(index, "classification")
-    within: dict[str, int] = {}
-    across: list[list[str]] = []
-    for group in groups:
-        splits = {r.split for r in group}
-        if len(splits) == 1:
-            split = splits.pop()
-            within[split] = within.get(split, 0) + 1
-        else:
-            across.append([str(r.path) for r in group])
+    within, across = _by_split(groups, lambda r: str(r.path))
     duplicates = {
         "groups": len(groups),
         "images_in_groups": sum(len(g) for g in groups),
@@ -84,15 +93,7 @@ def summarize(index: DatasetIndex, near_duplicate_distance: int = NEAR_DUPLICATE
         "across_splits": across,
     }
     near = near_duplicate_groups(index, near_duplicate_distance)
-    near_within: dict[str, int] = {}
-    near_across: list[list[str]] = []
-    for group in near:
-        splits = {r.split for r in group}
-        if len(splits) == 1:
-            split = splits.pop()
-            near_within[split] = near_within.get(split, 0) + 1
-        else:
-            near_across.append([f"{r.path} ({r.split})" for r in group])
+    near_within, near_across = _by_split(near, lambda r: f"{r.path} ({r.split})")
     near_duplicates = {
         "max_distance": near_duplicate_distance,
         "hashed_images": sum(r.phash is not None for r in index.records if r.task == "classification"),
