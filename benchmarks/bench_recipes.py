@@ -250,8 +250,8 @@ def run_candidate(config: Path, args: argparse.Namespace, env: dict, results: di
             probe_args = [
                 "--trainer.max_steps", str(args.probe_steps), "--trainer.limit_val_batches", "6",
                 "--trainer.val_check_interval", str(args.probe_steps - 5),
-                "--trainer.num_sanity_val_steps", "0", "--trainer.logger", "false",
-            ]  # fmt: skip
+                "--trainer.num_sanity_val_steps", "0",
+            ]  # fmt: skip  (the logger stays: a config's LearningRateMonitor refuses a Trainer without one)
             wall = run_logged(fit_command(config, args.root, probe_json, [*extra, *probe_args]), probe_dir, log, env)
             probe = json.loads(probe_json.read_text())
             probe["setup_seconds"] = wall - probe["train_seconds"]
