@@ -25,7 +25,7 @@ from pathlib import Path
 from common import upscale_copy
 
 from brain_mtl.data import BrainTumorDataModule, default_num_workers
-from brain_mtl.synthetic import generate_synthetic_dataset
+from brain_mtl.data.synthetic import generate_synthetic_dataset
 
 
 def measure(root: Path, cache: bool, args: argparse.Namespace) -> dict:

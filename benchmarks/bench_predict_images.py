@@ -33,7 +33,7 @@ def write_scans(folder: Path, count: int, side: int) -> list[Path]:
     """``count`` synthetic slices, resized to ``side`` px and written as JPEG files."""
     import numpy as np
 
-    from brain_mtl.synthetic import synthesize_slice
+    from brain_mtl.data.synthetic import synthesize_slice
 
     folder.mkdir(parents=True)
     paths = []
@@ -46,7 +46,7 @@ def write_scans(folder: Path, count: int, side: int) -> list[Path]:
 
 
 def quickstart_checkpoint(path: Path) -> Path:
-    from brain_mtl.module import BrainTumorModule
+    from brain_mtl.task.module import BrainTumorModule
 
     config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
     module = BrainTumorModule(**config["model"])

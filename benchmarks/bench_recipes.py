@@ -36,6 +36,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from brain_mtl.commands.cv import fold_figures
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_name
 
@@ -120,7 +122,7 @@ COLUMNS = [
 
 def machine() -> dict:
     """The machine the candidates ran on."""
-    from brain_mtl.lightning_cli import cpu_has_amx
+    from brain_mtl.commands.lightning import cpu_has_amx
 
     return {
         "cpu": cpu_name(),
@@ -173,14 +175,8 @@ def figures(report: dict) -> dict:
     """The table's figures from a report.json."""
     seg = report["ungated"]["tumour_segmentation"]
     out = {
-        "dice_pooled": seg["overall"]["dice_pooled"],
-        "dice_per_image": seg["overall"]["dice_per_image"]["mean"],
+        **fold_figures(report),  # the figures cv's fold table shows, and the per-class Dice
         "empty_tumour_masks": seg["overall"]["n_empty_prediction"],
-        "all_image_dice": report["ungated"]["all_images"]["dice_mean"],
-        "false_mask_rate": report["ungated"]["false_masks"]["rate"],
-        "accuracy": report["classification"]["accuracy"],
-        "macro_f1": report["classification"]["macro_f1"],
-        "ece": report["classification"]["ece"],
         "headline": report["headline"],
         "by_class": {
             name: {"dice_pooled": f["dice_pooled"], "n_images": f["n_images"], "empty": f["n_empty_prediction"]}
@@ -189,8 +185,6 @@ def figures(report: dict) -> dict:
         "n_val_images": report["meta"]["n_images"],
         "leakage_groups": report["leakage"]["n_groups"],
     }
-    for name, f in seg["by_class"].items():
-        out[f"dice_{name}"] = f["dice_pooled"]
     return out
 
 
@@ -248,9 +242,14 @@ def run_candidate(config: Path, args: argparse.Namespace, env: dict, results: di
             probe_dir.mkdir(exist_ok=True)
             setup_start = time.perf_counter()
             probe_args = [
-                "--trainer.max_steps", str(args.probe_steps), "--trainer.limit_val_batches", "6",
-                "--trainer.val_check_interval", str(args.probe_steps - 5),
-                "--trainer.num_sanity_val_steps", "0",
+                "--trainer.max_steps",
+                str(args.probe_steps),
+                "--trainer.limit_val_batches",
+                "6",
+                "--trainer.val_check_interval",
+                str(args.probe_steps - 5),
+                "--trainer.num_sanity_val_steps",
+                "0",
             ]  # fmt: skip  (the logger stays: a config's LearningRateMonitor refuses a Trainer without one)
             wall = run_logged(fit_command(config, args.root, probe_json, [*extra, *probe_args]), probe_dir, log, env)
             probe = json.loads(probe_json.read_text())

@@ -8,7 +8,7 @@ common size), the same network width, image size and machine:
     whole network (cross-entropy, optimizer step); fp32, ``num_workers=0``, albumentations Resize + HorizontalFlip +
     Rotate(15) + Normalize, AdamW lr 1e-4.
 (a') ``notebook_kept`` (not run by default): the same loop with brain_mtl's host allocator setting
-    (:func:`brain_mtl.allocator.keep_freed_memory`), to show what that setting alone gives the notebook.
+    (:func:`brain_mtl.commands.allocator.keep_freed_memory`), to show what that setting alone gives the notebook.
 (b) ``raw``: a plain PyTorch loop doing exactly brain_mtl's work per step, on brain_mtl's own loaders and settings
     (the config's precision, memory layout, workers; the host allocator setting of ``python -m brain_mtl``): the
     segmentation batch through the whole network, the classification batch through the encoder and class head only,
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 import yaml
 from common import cpu_name, time_calls, upscale_copy
 
-from brain_mtl.allocator import keep_freed_memory
+from brain_mtl.commands.allocator import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def prepare_root(args: argparse.Namespace, scratch: Path) -> Path:
     """The benchmark folder: ``--root``, else a synthetic set upscaled to ``--source-size`` (cached on disk)."""
     if args.root:
         return Path(args.root)
-    from brain_mtl.synthetic import generate_synthetic_dataset
+    from brain_mtl.data.synthetic import generate_synthetic_dataset
 
     cache = Path(args.data_cache) / f"synthetic_{args.n_train}_{args.source_size}"
     if not (cache / "classification_task").is_dir():
@@ -161,9 +161,9 @@ def notebook_flops_step(model, args, device) -> None:
 
 def build_from_config(args, root: Path):
     """The module and datamodule that ``fit --config`` builds (same classes, same arguments)."""
+    from brain_mtl.commands.lightning import default_precision
     from brain_mtl.data import BrainTumorDataModule
-    from brain_mtl.lightning_cli import default_precision
-    from brain_mtl.module import BrainTumorModule
+    from brain_mtl.task.module import BrainTumorModule
 
     config = yaml.safe_load(Path(args.config).read_text())
     model_args = {**config.get("model", {}), "base_channels": args.width, "attention": args.attention}

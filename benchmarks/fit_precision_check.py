@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
-from brain_mtl.allocator import keep_freed_memory
+from brain_mtl.commands.allocator import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ class StepRecorder(Callback):
 
 def dataset(cache: Path, n_train: int, n_test: int) -> Path:
     """A synthetic BRISC-layout folder of the given size, generated once under ``cache``."""
-    from brain_mtl.synthetic import generate_synthetic_dataset
+    from brain_mtl.data.synthetic import generate_synthetic_dataset
 
     root = cache / f"synthetic_{n_train}_{n_test}"
     if not (root / "classification_task").is_dir():
@@ -71,9 +71,9 @@ def dataset(cache: Path, n_train: int, n_test: int) -> Path:
 
 def run(config: str, precision: str, root: Path, scratch: Path, args: argparse.Namespace) -> dict:
     """One fit; returns what the checks need."""
+    from brain_mtl.commands.lightning import BrainTumorCLI
     from brain_mtl.data import BrainTumorDataModule
-    from brain_mtl.lightning_cli import BrainTumorCLI
-    from brain_mtl.module import BrainTumorModule
+    from brain_mtl.task.module import BrainTumorModule
 
     argv = [
         "--config", config,

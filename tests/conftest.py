@@ -13,8 +13,9 @@ import os
 import pytest
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-# The tests call brain_mtl.cli.main in this process, and main() tunes the process's allocator as a command does
-# (brain_mtl.allocator): keep glibc's defaults for the test session; tests/task/test_speed_options.py tests the setting.
+# The tests call brain_mtl.commands.main.main in this process, and main() tunes the process's allocator as a
+# command does (brain_mtl.commands.allocator): keep glibc's defaults for the test session;
+# tests/task/test_speed_options.py tests the setting.
 os.environ.setdefault("BRAIN_MTL_ALLOCATOR", "system")
 
 THREADS_ENV = "BRAIN_MTL_TEST_THREADS"
@@ -66,3 +67,20 @@ def _requested_torch_threads_per_module():
 
         torch.set_num_threads(threads)
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_datasets(tmp_path_factory):
+    """``make(train, test, seed, duplicates=True) -> root``: each synthetic dataset generated once per session."""
+    from tests.fixtures import tiny_dataset
+
+    made = {}
+
+    def make(train: int, test: int, seed: int, duplicates: bool = True):
+        key = (train, test, seed, duplicates)
+        if key not in made:
+            root = tmp_path_factory.mktemp(f"tiny_{train}_{test}_{seed}") / "brisc"
+            made[key] = tiny_dataset(root, train, test, seed, duplicates)
+        return made[key]
+
+    return make

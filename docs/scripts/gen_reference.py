@@ -475,7 +475,7 @@ MISSING_DEPENDENCY = "could not be imported while the site was built"
 
 def help_text(argv: list[str]) -> str:
     """What ``python -m brain_mtl ARGV`` prints, run in this process (``--help`` exits through SystemExit)."""
-    from brain_mtl.cli import main
+    from brain_mtl.commands.main import main
 
     out = io.StringIO()
     previous = os.environ.get("COLUMNS"), sys.argv

@@ -1,7 +1,9 @@
 """Errors that the command line prints as one clear message instead of a traceback.
 
-Each message names the file or the step concerned and says what to do; ``brain_mtl.cli.main`` prints it after
-``error:`` and exits with status 1. The data code has its own, :class:`brain_mtl.data.errors.DatasetError`.
+Each message names the file or the step concerned and says what to do; :func:`brain_mtl.commands.main.main` prints
+it after ``error:`` and exits with status 1 (2 for :class:`ConfigError` and :class:`OutputFolderError`, usage errors).
+Every error type of the library lives here, so that the command line catches them without importing the code that
+raises them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,22 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lightning.pytorch import Trainer
+
+
+class DatasetError(ValueError):
+    """A dataset folder or file is unusable.
+
+    The message lists every problem found, one per line, each naming the file and saying how to fix it, so
+    that a user can repair a whole folder in one pass instead of one error per run.
+    """
+
+
+class OutputFolderError(FileExistsError):
+    """An output folder cannot take a prediction run's files: it is a file, or it holds files and overwrite is off.
+
+    ``predict-images`` reports it as a usage error (exit status 2); ``python -m brain_mtl predict`` with the
+    :class:`~brain_mtl.callbacks.PredictionWriter` prints it after ``error:`` (exit status 1).
+    """
 
 
 class CheckpointError(ValueError):
@@ -60,8 +78,12 @@ def divergence_error(trainer: Trainer, what: str) -> DivergenceError:
         trainer: the running trainer (for the step and its checkpoint callbacks).
         what: what is not finite, e.g. ``"the training loss is nan"``.
     """
-    where = f"epoch {trainer.current_epoch}, global step {trainer.global_step}"
-    good = last_good_checkpoint(trainer)
+    return diverged(what, trainer.current_epoch, trainer.global_step, last_good_checkpoint(trainer))
+
+
+def diverged(what: str, epoch: int, step: int, good: str | None) -> DivergenceError:
+    """The :class:`DivergenceError` of :func:`divergence_error`, from the place and the last good checkpoint."""
+    where = f"epoch {epoch}, global step {step}"
     resume = (
         f"The last good checkpoint is {good}: resume from it with --ckpt_path {good}"
         if good

@@ -1,4 +1,4 @@
-"""Files the library writes: atomically, one run per folder, and CSV cells that no spreadsheet runs as formulas.
+"""Files the library writes: atomically, one run per folder, strict JSON, and CSV cells no spreadsheet runs.
 
 Atomic writes: a file the library writes is either the complete new one or the previous one, never half.
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
 import socket
 import sys
@@ -20,6 +22,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from brain_mtl.errors import RunLockedError, WriteError
 
@@ -28,7 +33,16 @@ try:
 except ImportError:  # Windows: no advisory locks here; RunLock is then a no-op
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["RunLock", "atomic_path", "atomic_write_bytes", "atomic_write_text", "csv_cell", "fsync_path"]
+__all__ = [
+    "RunLock",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "csv_cell",
+    "fsync_path",
+    "json_dumps",
+    "json_ready",
+]
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -176,3 +190,29 @@ def csv_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
+
+
+# Strict JSON for every file and printout the library writes: no ``NaN`` or ``Infinity`` tokens.
+def json_ready(value: Any) -> Any:
+    """``value`` made ready for strict JSON, for values that may legitimately be missing.
+
+    NaN and infinity become None (``null``), NumPy scalars and arrays Python values, paths and dict keys strings.
+    """
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_dumps(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of :func:`json_ready` ``(value)`` with ``allow_nan=False`` (keyword arguments pass through)."""
+    return json.dumps(json_ready(value), allow_nan=False, **kwargs)

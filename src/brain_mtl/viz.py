@@ -7,7 +7,7 @@ no plotting package.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -189,15 +189,18 @@ def confusion_matrix_image(matrix: np.ndarray, class_names: Sequence[str], cell:
 
 def sample_grid(
     rows: Sequence[tuple[str, Sequence[tuple[np.ndarray, np.ndarray | None, str]]]],
+    fit: Callable[[np.ndarray], np.ndarray],
     tile: int = 160,
     label_width: int = 110,
 ) -> np.ndarray:
     """Assemble captioned samples into one picture, a row per class: an :func:`image_grid` with row titles.
 
-    Each image is letterboxed into a ``tile`` square, its mask (if any) outlined in green, with its caption below.
+    Each image, its mask (if any) outlined in green, is fitted into a ``tile`` square by ``fit``, with its caption
+    below.
 
     Args:
         rows: ``(row title, [(rgb image, mask or None, caption), ...])`` per row; at least one row.
+        fit: an RGB image -> its ``(tile, tile, 3)`` picture (the data pipeline's letterbox, for one).
         tile: side of each square tile in pixels.
         label_width: width of the column holding the row titles.
 
@@ -209,11 +212,8 @@ def sample_grid(
     """
     if not rows:
         raise ValueError("sample_grid needs at least one row")
-    from brain_mtl.data.transforms import build_resize
-
     columns = max(1, *(len(items) for _, items in rows))
     caption_h = 16
-    letterbox = build_resize(tile, keep_aspect=True)
     blank = np.full((tile + caption_h, tile, 3), 255, dtype=np.uint8)
     cells = []
     for _, items in rows:
@@ -225,7 +225,7 @@ def sample_grid(
                 else image
             )
             cell = blank.copy()
-            cell[:tile] = letterbox(image=shown)["image"]
+            cell[:tile] = fit(shown)
             cv2.putText(cell, caption, (3, tile + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (40, 40, 40), 1, cv2.LINE_AA)
             cells.append(cell)
         cells.extend([blank] * (columns - len(items)))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import NO_TUMOR_LOGITS, write_fixed_checkpoint
+from tests.app.helpers import NO_TUMOR_LOGITS, write_fixed_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +26,7 @@ def glioma_onnx(glioma_ckpt, tmp_path_factory) -> Path:
     """The glioma checkpoint exported to ONNX by the command line (checked against PyTorch by export itself)."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from brain_mtl.cli import main
+    from brain_mtl.commands.main import main
 
     path = tmp_path_factory.mktemp("app_onnx") / "glioma.onnx"
     assert main(["export", "--ckpt_path", str(glioma_ckpt), "--output", str(path)]) == 0

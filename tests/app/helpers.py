@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import lightning
 import numpy as np
 import torch
+
+from tests.fixtures import write_checkpoint
 
 GLIOMA_LOGITS = (2.0, 1.0, 0.0, -1.0)
 """Class logits of the glioma checkpoint: softmax 64.4%, 23.7%, 8.7%, 3.2%."""
@@ -30,31 +31,27 @@ def write_fixed_checkpoint(
     The last layer of each head has zero weights, so its bias is the output; everything before stays random, so
     Grad-CAM and the rest of the network run as usual. The datamodule's hyperparameters record synthetic training data.
     """
-    from brain_mtl.module import BrainTumorModule
 
-    torch.manual_seed(0)
-    module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8)
-    state = module.state_dict()
-    state["model.segmentation_head.weight"].zero_()
-    state["model.segmentation_head.bias"].fill_(mask_logit)
-    state["model.classification_head.mlp.3.weight"].zero_()
-    state["model.classification_head.mlp.3.bias"].copy_(torch.tensor(class_logits))
-    checkpoint = {
-        "state_dict": state,
-        "hyper_parameters": dict(module.hparams),
-        "pytorch-lightning_version": lightning.__version__,
-        "epoch": 2,
-        "global_step": 30,
-        "datamodule_hyper_parameters": {
+    def fixed_heads(module) -> None:
+        net = module.model
+        net.segmentation_head.weight.zero_()
+        net.segmentation_head.bias.fill_(mask_logit)
+        net.classification_head.mlp[3].weight.zero_()
+        net.classification_head.mlp[3].bias.copy_(torch.tensor(class_logits))
+
+    return write_checkpoint(
+        path,
+        edit=fixed_heads,
+        datamodule_hparams={
             "image_size": image_size,
             "keep_aspect": False,
             "root": None,
             "synthetic_root": "data/synthetic",
             "synthetic_train": 500,
         },
-    }
-    torch.save(checkpoint, path)
-    return path
+        epoch=2,
+        global_step=30,
+    )
 
 
 def synthetic_scan(label: int = 0, height: int = 384, width: int = 512, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:

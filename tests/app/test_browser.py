@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from ..conftest import requested_torch_threads
-from .browser import AppPage, browser_paths, port_open, running_app, start_browser
-from .helpers import synthetic_scan, write_scan
+from tests.app.browser import AppPage, browser_paths, port_open, running_app, start_browser
+from tests.app.helpers import synthetic_scan, write_scan
+from tests.conftest import requested_torch_threads
 
 REQUIRE_ENV = "BRAIN_MTL_REQUIRE_BROWSER"
 

@@ -9,8 +9,7 @@ import pytest
 
 from brain_mtl.app import service
 from brain_mtl.app.launch import CKPT_ENV, DEVICE_ENV, page_script
-
-from .helpers import synthetic_scan
+from tests.app.helpers import synthetic_scan
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest

@@ -15,8 +15,7 @@ import pytest
 from brain_mtl.app import app_main, service
 from brain_mtl.app.launch import CKPT_ENV, build_parser, streamlit_command
 from brain_mtl.data import io as data_io
-
-from .helpers import GLIOMA_LOGITS, softmax, synthetic_scan
+from tests.app.helpers import GLIOMA_LOGITS, softmax, synthetic_scan
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -286,7 +285,7 @@ def test_without_ckpt_path_the_quickstart_checkpoint_is_used(tmp_path, monkeypat
 
 
 def test_the_cli_lists_the_app(capsys):
-    from brain_mtl.cli import main
+    from brain_mtl.commands.main import main
 
     assert main(["--help"]) == 0
     assert "python -m brain_mtl app " in capsys.readouterr().out

@@ -8,9 +8,9 @@ from typing import Literal
 
 import pytest
 
-from brain_mtl.cli import main
 from brain_mtl.commands import COMMANDS, command_main
 from brain_mtl.commands.base import UsageError, command_parser, run_command
+from brain_mtl.commands.main import main
 
 
 def _example(

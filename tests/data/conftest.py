@@ -5,17 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from data_helpers import N_TEST, N_TRAIN, TreeBuilder
 
-from brain_mtl.synthetic import generate_synthetic_dataset
+from tests.data.data_helpers import N_TEST, N_TRAIN, TreeBuilder
 
 
 @pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def synthetic_root(tiny_datasets) -> Path:
     """A synthetic BRISC-layout dataset (N_TRAIN train / N_TEST test), shared read-only by the tests."""
-    root = tmp_path_factory.mktemp("synthetic") / "brisc"
-    generate_synthetic_dataset(root, N_TRAIN, N_TEST, seed=3)
-    return root
+    return tiny_datasets(N_TRAIN, N_TEST, seed=3)
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from data_helpers import TreeBuilder, write_mask
 
 from brain_mtl.commands.data import check_data_main
 from brain_mtl.data.index import index_dataset
 from brain_mtl.data.inspection import inspect_file
 from brain_mtl.data.io import capture_native_stderr, is_truncated, sniff_format
+from tests.data.data_helpers import TreeBuilder, write_mask
 
 
 def brain_like_image(size: int = 128) -> np.ndarray:

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from data_helpers import N_TEST, N_TRAIN, TreeBuilder
 from lightning.pytorch.utilities import CombinedLoader
 
 from brain_mtl.classes import NO_TUMOR
 from brain_mtl.data import BrainTumorDataModule, DatasetError
 from brain_mtl.data.datamodule import default_num_workers
 from brain_mtl.data.duplicates import file_digest
-from brain_mtl.synthetic import is_synthetic_dataset
+from brain_mtl.data.synthetic import is_synthetic_dataset
+from tests.data.data_helpers import N_TEST, N_TRAIN, TreeBuilder
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
 
@@ -239,7 +239,7 @@ def test_dataset_root_and_is_synthetic_of_a_given_folder(synthetic_root: Path, t
 
 
 def test_cli_fit_with_a_mistyped_root_exits_1_and_creates_nothing(tmp_path: Path, capsys) -> None:
-    from brain_mtl.cli import main
+    from brain_mtl.commands.main import main
 
     # The quickstart as shipped, with its synthetic default; the user mistypes --data.root.
     config = yaml.safe_load(QUICKSTART.read_text())

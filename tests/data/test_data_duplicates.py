@@ -5,13 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from data_helpers import TreeBuilder
-
 from brain_mtl.data import BrainTumorDataModule
 from brain_mtl.data.duplicates import duplicate_groups, group_by_digest
 from brain_mtl.data.index import Twins, index_dataset
 from brain_mtl.data.records import ImageRecord
 from brain_mtl.evaluation.leakage import datamodule_duplicates
+from tests.data.data_helpers import TreeBuilder
 
 
 def _record(name: str, split: str, task: str, digest: str, label: int = 0) -> ImageRecord:

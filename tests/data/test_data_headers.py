@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from data_helpers import TreeBuilder, write_mask
 
 from brain_mtl.data import index_dataset
 from brain_mtl.data import io as data_io
 from brain_mtl.data.errors import DatasetError
 from brain_mtl.data.headers import HeaderError, check_declared_size, declared_size
+from tests.data.data_helpers import TreeBuilder, write_mask
 
 
 def encoded(ext: str, height: int = 37, width: int = 53, channels: int = 1) -> bytes:

@@ -6,7 +6,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from data_helpers import N_TEST, N_TRAIN, TreeBuilder, write_image, write_mask
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.data import DatasetError
@@ -14,6 +13,7 @@ from brain_mtl.data.duplicates import cross_split_duplicates, find_duplicates
 from brain_mtl.data.index import index_dataset
 from brain_mtl.data.layout import parse_name
 from brain_mtl.data.split import carve_validation
+from tests.data.data_helpers import N_TEST, N_TRAIN, TreeBuilder, write_image, write_mask
 
 
 def kinds_for(index, path: Path) -> set[str]:

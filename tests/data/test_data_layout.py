@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from data_helpers import TreeBuilder
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.data.layout import (
@@ -19,6 +18,7 @@ from brain_mtl.data.layout import (
     resolve_class,
     segmentation_dirs,
 )
+from tests.data.data_helpers import TreeBuilder
 
 
 @pytest.mark.parametrize("label", range(len(CLASS_NAMES)))

@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from data_helpers import TreeBuilder
 
 from brain_mtl.data import index_dataset
 from brain_mtl.data import near_duplicates as nd
@@ -23,6 +22,7 @@ from brain_mtl.data.near_duplicates import (
 from brain_mtl.data.split import carve_validation
 from brain_mtl.data.summary import format_report, summarize
 from brain_mtl.evaluation.leakage import index_near_duplicates
+from tests.data.data_helpers import TreeBuilder
 
 
 def smooth_image(seed: int, side: int = 160) -> np.ndarray:

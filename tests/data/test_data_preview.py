@@ -5,10 +5,10 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-from data_helpers import TreeBuilder
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.data.preview import dataset_preview
+from tests.data.data_helpers import TreeBuilder
 
 TILE, CAPTION = 48, 16  # the preview's tile side, and the caption band sample_grid adds under each row
 

@@ -63,5 +63,6 @@ def test_unmarked_blocks_are_not_run_and_a_misplaced_marker_is_an_error(tmp_path
 def test_examples_of_one_page_share_a_namespace_in_order(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(f"{MARKER}\n```python\nx = 2\n```\n\n{MARKER}\n```python\ny = x * 3\n```\n")
+    before = os.getcwd()
     assert run_page(extract(page))["y"] == 6
-    assert os.getcwd()  # unchanged by running
+    assert os.getcwd() == before  # running a page leaves the working folder as it was

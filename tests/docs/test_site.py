@@ -72,11 +72,16 @@ def test_every_name_of_every___all___is_in_the_generated_api_reference(capsys):
     with capsys.disabled():
         print(f"\nAPI reference: {covered} of {total} names of __all__ lists covered; not importable here: {skipped}")
     assert covered == total > 100
-    # Every module the package has is on a page (e.g. brain_mtl.models, brain_mtl.losses).
+    # Every module the package has is on a page (e.g. brain_mtl.models, brain_mtl.task.losses).
     assert {"brain_mtl", "brain_mtl.models", "brain_mtl.data", "brain_mtl.inference", "brain_mtl.evaluation"} <= set(
         exports
     )
-    assert {"brain_mtl.losses", "brain_mtl.metrics", "brain_mtl.callbacks"} <= set(rendered)
+    assert {
+        "brain_mtl.task.losses",
+        "brain_mtl.task.metrics",
+        "brain_mtl.evaluation.metrics",
+        "brain_mtl.callbacks",
+    } <= set(rendered)
 
 
 def test_each_object_is_documented_once_and_re_exports_link_to_it():
@@ -255,8 +260,8 @@ def test_the_readme_links_to_files_that_exist():
 
 def test_sphinx_roles_of_docstrings_become_code():
     assert gen.plain_roles("see :class:`~brain_mtl.data.errors.DatasetError`") == "see `DatasetError`"
-    assert gen.plain_roles(":meth:`Predictor.predict_batch` and :mod:`brain_mtl.inference.tta`") == (
-        "`Predictor.predict_batch` and `brain_mtl.inference.tta`"
+    assert gen.plain_roles(":meth:`Predictor.predict_batch` and :mod:`brain_mtl.models.tta`") == (
+        "`Predictor.predict_batch` and `brain_mtl.models.tta`"
     )
     assert gen.plain_roles("plain ``code`` stays") == "plain ``code`` stays"
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from brain_mtl.callbacks import EvaluationReport
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.models import UNetOutput
-from brain_mtl.module import BrainTumorModule
+from brain_mtl.task.module import BrainTumorModule
 
 SIZE = 32
 GL, ME, PI = CLASS_NAMES.index("glioma"), CLASS_NAMES.index("meningioma"), CLASS_NAMES.index("pituitary")

@@ -7,8 +7,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from brain_mtl.callbacks import EvaluationReport
-
-from .eval_fakes import FakeDataModule, FakeModule, make_samples, make_trainer
+from tests.evaluation.eval_fakes import FakeDataModule, FakeModule, make_samples, make_trainer
 
 
 def test_callback_writes_report_and_logs_scalars(tmp_path, caplog):

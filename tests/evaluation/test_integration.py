@@ -5,16 +5,16 @@ import shutil
 import numpy as np
 import pytest
 
+from brain_mtl.callbacks import evaluate
 from brain_mtl.classes import NO_TUMOR
 from brain_mtl.data.datamodule import BrainTumorDataModule
-from brain_mtl.evaluation import evaluate, write_report
-from brain_mtl.module import BrainTumorModule
-from brain_mtl.synthetic import generate_synthetic_dataset
+from brain_mtl.evaluation import write_report
+from brain_mtl.task.module import BrainTumorModule
 
 
-def test_report_on_synthetic_folder_lists_planted_leak(tmp_path):
+def test_report_on_synthetic_folder_lists_planted_leak(tmp_path, tiny_datasets):
     root = tmp_path / "brisc"
-    generate_synthetic_dataset(root, 12, 8, seed=1, duplicates=False)
+    shutil.copytree(tiny_datasets(12, 8, seed=1, duplicates=False), root)  # a copy: a leak is planted in it
     # Plant one leak: a training no-tumour image copied byte-for-byte into the test split under a test name.
     source = sorted((root / "classification_task" / "train" / "no_tumor").iterdir())[0]
     view = source.stem.split("_")[4]
@@ -47,9 +47,9 @@ def test_report_on_synthetic_folder_lists_planted_leak(tmp_path):
     assert f"> **Synthetic data.** These figures are on the synthetic dataset in `{root.absolute()}`" in text
 
 
-def test_report_on_a_folder_not_written_by_the_generator_is_not_synthetic(tmp_path):
+def test_report_on_a_folder_not_written_by_the_generator_is_not_synthetic(tmp_path, tiny_datasets):
     root = tmp_path / "scans"
-    generate_synthetic_dataset(root, 12, 8, seed=1, duplicates=False)
+    shutil.copytree(tiny_datasets(12, 8, seed=1, duplicates=False), root)  # a copy: its markers are removed
     (root / "synthetic.json").unlink()  # what is left looks like any BRISC-layout folder
     (root / "manifest.csv").unlink()
     datamodule = BrainTumorDataModule(root=str(root), image_size=32, batch_size=4, num_workers=0, augment="none")
@@ -58,17 +58,16 @@ def test_report_on_a_folder_not_written_by_the_generator_is_not_synthetic(tmp_pa
     assert meta["data_root"] == str(root.absolute()) and meta["data_synthetic"] is False
 
 
-def test_cli_test_report_agrees_with_the_logged_test_metrics_on_the_same_checkpoint(tmp_path, caplog):
+def test_cli_test_report_agrees_with_the_logged_test_metrics_on_the_same_checkpoint(tmp_path, caplog, tiny_datasets):
     """One metrics path: report.json and TensorBoard's test/... scalars come from the same test steps."""
     import json
 
     import yaml
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from brain_mtl.cli import main
+    from brain_mtl.commands.main import main
 
-    root = tmp_path / "brisc"
-    generate_synthetic_dataset(root, 12, 8, seed=2, duplicates=False)
+    root = tiny_datasets(12, 8, seed=2, duplicates=False)
     config = {
         "trainer": {
             "accelerator": "cpu",

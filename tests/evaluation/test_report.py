@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from brain_mtl.callbacks import evaluate
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.data import BrainTumorDataModule, DatasetIndex, ImageRecord
-from brain_mtl.evaluation import ImageRecords, build_report, cross_split_duplicates, evaluate, write_report
+from brain_mtl.evaluation import ImageRecords, build_report, leaked_duplicates, write_report
 from brain_mtl.evaluation.leakage import datamodule_duplicates, index_duplicates
-from brain_mtl.metrics import hd95
-
-from .eval_fakes import CASES, GL, SIZE, FakeDataModule, FakeModule, FakeNet, make_samples, run_test
+from brain_mtl.evaluation.metrics import hd95
+from tests.evaluation.eval_fakes import CASES, GL, SIZE, FakeDataModule, FakeModule, FakeNet, make_samples, run_test
 
 
 def test_report_from_the_test_loop_matches_direct_counts(tmp_path):
@@ -200,7 +200,7 @@ def test_cross_split_duplicates_groups(tmp_path):
     for name, data in files.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(data)
-    groups = cross_split_duplicates(
+    groups = leaked_duplicates(
         [tmp_path / n for n in files if n.startswith("tr")], [tmp_path / n for n in files if n.startswith("te")]
     )
     assert groups == [
@@ -242,7 +242,7 @@ def test_leakage_from_a_dataset_index():
 
 
 def test_evaluate_runs_the_real_task_module(tmp_path):
-    from brain_mtl.module import BrainTumorModule
+    from brain_mtl.task.module import BrainTumorModule
 
     module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8, mask_threshold=0.3)
     report = evaluate(module, FakeDataModule(make_samples(tmp_path)), bootstrap=20)
@@ -271,7 +271,7 @@ class _RampModule(FakeModule):
 
 
 def test_report_with_tta_averages_the_views_and_says_so(tmp_path):
-    from brain_mtl.inference.tta import tta_probs
+    from brain_mtl.models.tta import tta_probs
 
     samples = make_samples(tmp_path)
     # FakeNet is equivariant (its mask is pixel-wise, its class a global mean): TTA changes no figure.

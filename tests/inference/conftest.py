@@ -6,11 +6,11 @@ import contextlib
 from pathlib import Path
 from typing import NamedTuple
 
-import lightning
 import pytest
 import torch
 
-from ..conftest import requested_torch_threads
+from tests.conftest import requested_torch_threads
+from tests.fixtures import write_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
@@ -52,19 +52,12 @@ def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
 
 def write_lightning_checkpoint(path: Path, image_size: int = 32, keep_aspect: bool = False, seed: int = 0) -> Path:
     """A checkpoint with the keys Lightning writes (module weights and hparams, the datamodule's hparams)."""
-    from brain_mtl.module import BrainTumorModule
-
-    torch.manual_seed(seed)
-    module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8)
-    randomize_batchnorm(module, seed)
-    checkpoint = {
-        "state_dict": module.state_dict(),
-        "hyper_parameters": dict(module.hparams),
-        "pytorch-lightning_version": lightning.__version__,
-        "datamodule_hyper_parameters": {"image_size": image_size, "keep_aspect": keep_aspect},
-    }
-    torch.save(checkpoint, path)
-    return path
+    return write_checkpoint(
+        path,
+        seed=seed,
+        edit=lambda module: randomize_batchnorm(module, seed),
+        datamodule_hparams={"image_size": image_size, "keep_aspect": keep_aspect},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +75,7 @@ class Trained(NamedTuple):
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Trained:
     """A small network trained briefly (8 epochs, 200 synthetic images at 64 px, about half a minute) via the CLI."""
-    from brain_mtl.cli import main
+    from brain_mtl.commands.main import main
 
     run_dir = tmp_path_factory.mktemp("trained")
     data_root = run_dir / "data"
@@ -118,7 +111,7 @@ def timm_trained(tmp_path_factory) -> Trained:
     what it learned; it takes a few seconds.
     """
     pytest.importorskip("timm")
-    from brain_mtl.cli import main
+    from brain_mtl.commands.main import main
 
     run_dir = tmp_path_factory.mktemp("timm_trained")
     data_root = run_dir / "data"

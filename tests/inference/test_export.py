@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from brain_mtl.cli import main
+from brain_mtl.commands.main import main
 from brain_mtl.inference import Predictor
 from brain_mtl.inference.export import ONNX_OUTPUTS, check_onnx, export_onnx, parity_error
 from brain_mtl.models import UNet
-
-from .conftest import randomize_batchnorm
+from tests.inference.conftest import randomize_batchnorm
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -134,7 +133,7 @@ def test_parity_error_passes_only_finite_differences_within_tolerance():
 
 
 def test_export_command_fails_on_a_network_that_overflows(tmp_path, tiny_ckpt, capsys):
-    from .helpers import overflow_checkpoint
+    from tests.inference.helpers import overflow_checkpoint
 
     ckpt = tmp_path / "overflow.ckpt"
     overflow_checkpoint(ckpt, tiny_ckpt)  # finite weights, so it loads; class logits are +inf on every input

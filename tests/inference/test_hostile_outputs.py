@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from brain_mtl.cli import main
+from brain_mtl.checkpoints import read_checkpoint
+from brain_mtl.commands.main import main
 from brain_mtl.errors import CheckpointError
 from brain_mtl.files import RunLock, atomic_write_bytes, csv_cell
-from brain_mtl.inference.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -123,7 +123,7 @@ def test_predict_images_on_a_full_disk_is_one_error_line(tmp_path, tiny_ckpt):
     out = tmp_path / "out"
     script = (
         "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000)); "
-        "from brain_mtl.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from brain_mtl.commands.main import main; sys.exit(main(sys.argv[1:]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, "predict-images", "--ckpt_path", str(tiny_ckpt), "--input", str(folder),

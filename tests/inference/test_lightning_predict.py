@@ -12,13 +12,12 @@ import torch
 
 from brain_mtl import BrainTumorDataModule, BrainTumorModule
 from brain_mtl.callbacks import PredictionWriter
-from brain_mtl.cli import main
+from brain_mtl.commands.main import main
 from brain_mtl.data.io import read_image
 from brain_mtl.inference import Preprocessing
 from brain_mtl.inference.outputs import OutputFolderError
-
-from .conftest import QUICKSTART
-from .helpers import BrightnessSegmenter, lightning_predict_args, prediction_rows
+from tests.inference.conftest import QUICKSTART
+from tests.inference.helpers import BrightnessSegmenter, lightning_predict_args, prediction_rows
 
 
 def _trainer(tmp_path, image_size: int, keep_aspect: bool = False, ckpt_path=None) -> SimpleNamespace:

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from brain_mtl.cli import main
+from brain_mtl.commands.main import main
 from brain_mtl.inference import OutputWriter, Prediction
 from brain_mtl.inference.outputs import safe_stem
 
@@ -286,7 +286,7 @@ def _strict_json(text: str):
 
 
 def test_non_finite_probabilities_fail_the_image_and_keep_the_tables_strict(tmp_path, tiny_ckpt, capsys):
-    from .helpers import overflow_checkpoint
+    from tests.inference.helpers import overflow_checkpoint
 
     ckpt = tmp_path / "overflow.ckpt"
     overflow_checkpoint(ckpt, tiny_ckpt)  # finite weights, class logits +inf: softmax gives NaN

@@ -11,8 +11,7 @@ from brain_mtl import Predictor
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.data.errors import DatasetError
 from brain_mtl.inference import Preprocessing, load_checkpoint
-
-from .helpers import BrightnessSegmenter, LopsidedNet
+from tests.inference.helpers import BrightnessSegmenter, LopsidedNet
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -123,7 +122,7 @@ def test_mask_gate_empties_masks_of_no_tumour_predictions():
 
 
 def test_checkpoint_settings_are_read_and_overridable(tmp_path):
-    from .conftest import write_lightning_checkpoint
+    from tests.inference.conftest import write_lightning_checkpoint
 
     path = write_lightning_checkpoint(tmp_path / "letterbox.ckpt", image_size=48, keep_aspect=True)
     loaded = load_checkpoint(path)
@@ -154,8 +153,7 @@ def test_bf16_precision_stays_close_to_fp32(tiny_ckpt):
 def test_non_finite_outputs_fail_that_image_only():
     # A network that returns NaN for bright images: no NaN probabilities or silently empty masks come out.
     from brain_mtl.inference import Failure, NonFiniteOutputError
-
-    from .helpers import NaNOnBrightImages
+    from tests.inference.helpers import NaNOnBrightImages
 
     dark, bright = np.zeros((20, 30), dtype=np.uint8), np.full((20, 30), 255, dtype=np.uint8)
     predictor = Predictor(NaNOnBrightImages(), Preprocessing(32), device="cpu", batch_size=3)

@@ -16,14 +16,13 @@ import pytest
 import torch
 
 from brain_mtl import Predictor
-from brain_mtl.cli import main
+from brain_mtl.commands.main import main
 from brain_mtl.data.io import read_image
 from brain_mtl.inference import load_checkpoint
 from brain_mtl.inference.gradcam import GradCAM
 from brain_mtl.models import UNet
-
-from .conftest import QUICKSTART, TIMM_ENCODER
-from .helpers import lightning_predict_args, prediction_rows
+from tests.inference.conftest import QUICKSTART, TIMM_ENCODER
+from tests.inference.helpers import lightning_predict_args, prediction_rows
 
 
 def _test_images(data_root: Path, count: int | None = None) -> list[Path]:
@@ -33,7 +32,7 @@ def _test_images(data_root: Path, count: int | None = None) -> list[Path]:
 
 
 def test_load_from_checkpoint_restores_the_timm_network(timm_trained):
-    from brain_mtl.module import BrainTumorModule
+    from brain_mtl.task.module import BrainTumorModule
 
     saved = torch.load(timm_trained.ckpt, map_location="cpu", weights_only=True)
     module = BrainTumorModule.load_from_checkpoint(timm_trained.ckpt, map_location="cpu", weights_only=True)

@@ -11,12 +11,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from brain_mtl import Predictor
-from brain_mtl.cli import main
+from brain_mtl.commands.main import main
 from brain_mtl.inference import Preprocessing
-from brain_mtl.inference.tta import TTA_MODES, parse_tta, tta_probs, views
 from brain_mtl.models import UNet, UNetOutput
-
-from .helpers import LopsidedNet
+from brain_mtl.models.tta import TTA_MODES, parse_tta, tta_probs, views
+from tests.inference.helpers import LopsidedNet
 
 
 class FirstChannelNet(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from brain_mtl.synthetic import synthesize_slice
+from brain_mtl.data.synthetic import synthesize_slice
 
 GLIOMA, MENINGIOMA, PITUITARY, NO_TUMOR = range(4)
 

@@ -15,7 +15,7 @@ import pytest
 
 from brain_mtl.data.index import index_dataset
 from brain_mtl.data.layout import parse_name
-from brain_mtl.synthetic import generate_synthetic_dataset, is_synthetic_dataset
+from brain_mtl.data.synthetic import generate_synthetic_dataset, is_synthetic_dataset
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_default_synthetic_set_is_fast_enough(tmp_path: Path) -> None:
 def test_is_synthetic_dataset_recognises_generated_folders_only(synthetic_root: Path, tmp_path: Path) -> None:
     assert is_synthetic_dataset(synthetic_root)
     marker = json.loads((synthetic_root / "synthetic.json").read_text())
-    assert marker["generator"] == "brain_mtl.data.synthetic" and marker["seed"] == 3
+    assert marker["generator"] == "brain_mtl.synthetic" and marker["seed"] == 3
     # A folder generated before the marker existed: recognised by the generator's exact manifest columns.
     older = tmp_path / "older"
     older.mkdir()

@@ -16,13 +16,9 @@ QUICKSTART = REPO / "configs" / "quickstart.yaml"
 
 
 @pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> Path:
+def tiny_root(tiny_datasets) -> Path:
     """A synthetic BRISC-layout dataset: 48 train and 12 test images (small files)."""
-    from brain_mtl.commands.data import synth_main
-
-    root = tmp_path_factory.mktemp("synthetic")
-    assert synth_main(["--root", str(root), "--train", "48", "--test", "12", "--seed", "0"]) == 0
-    return root
+    return tiny_datasets(48, 12, seed=0)
 
 
 class StopAfterEpochs(Callback):

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from brain_mtl import BrainTumorDataModule, BrainTumorModule, __version__
-from brain_mtl.cli import main
-
-from .conftest import QUICKSTART, REPO, image_tags, scalars, state_dict_of
+from brain_mtl.commands.main import main
+from tests.task.conftest import QUICKSTART, REPO, image_tags, scalars, state_dict_of
 
 
 def test_usage_lists_every_subcommand(capsys):
@@ -188,8 +187,8 @@ def test_ddp_on_two_cpu_processes_synchronises_metrics(make_config, tiny_root, t
     script = tmp_path / "rank_offset_fit.py"
     script.write_text(
         "import sys\n"
-        "from brain_mtl.cli import main\n"
-        "from brain_mtl.module import BrainTumorModule\n"
+        "from brain_mtl.commands.main import main\n"
+        "from brain_mtl.task.module import BrainTumorModule\n"
         "class RankOffsetModule(BrainTumorModule):\n"
         "    def compute_loss(self, outputs, batch, stage):\n"
         "        parts = super().compute_loss(outputs, batch, stage)\n"

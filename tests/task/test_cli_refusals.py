@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from brain_mtl.cli import main
+from brain_mtl.commands.main import main
 
 HOLD = """
 import sys, time
@@ -66,7 +66,7 @@ def test_an_image_size_the_network_cannot_take_is_one_line_with_the_sizes_that_w
 
 @pytest.mark.parametrize("bad", ["sixteen", [4, 8], None])
 def test_a_checkpoint_with_settings_of_the_wrong_type_is_one_line(make_config, tmp_path, capsys, bad):
-    from brain_mtl.module import BrainTumorModule
+    from brain_mtl.task.module import BrainTumorModule
 
     module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8)
     hparams = dict(module.hparams)

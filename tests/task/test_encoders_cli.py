@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from brain_mtl.cli import main
+from brain_mtl.commands.main import main
 from tests.task.conftest import state_dict_of
 
 timm = pytest.importorskip("timm")
@@ -31,14 +31,21 @@ def test_timm_encoder_fits_tests_predicts_and_exports_with_parity(make_config, t
         "model.warmup_epochs": 0.5,
     }
     run = tmp_path / "run"
-    assert main(["fit", "--config", str(make_config(run, epochs=2, overrides=overrides))]) == 0
+    start = torch.load(resnet18_weights, weights_only=True)
+    assert main(["fit", "--config", str(make_config(run, epochs=1, overrides=overrides))]) == 0
     ckpt = run / "checkpoints" / "last.ckpt"
+    frozen = state_dict_of(ckpt)
+    # Frozen in epoch 0: the encoder's weights and BatchNorm statistics are still the file's.
+    assert torch.equal(frozen["model.encoder.model.conv1.weight"], start["conv1.weight"])
+    assert torch.equal(frozen["model.encoder.model.bn1.running_mean"], start["bn1.running_mean"])
+    resumed = make_config(run, epochs=2, overrides=overrides)
+    assert main(["fit", "--config", str(resumed), "--ckpt_path", "last"]) == 0
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert saved["hyper_parameters"]["encoder"] == "resnet18"
     assert saved["hyper_parameters"]["input_normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     weights = state_dict_of(ckpt)
-    start = torch.load(resnet18_weights, weights_only=True)
-    # Frozen in epoch 0, trained in epoch 1: the encoder moved away from the file's weights.
+    # Trained in epoch 1: the encoder moved away from the file's weights.
+    assert saved["epoch"] == 1
     assert not torch.equal(weights["model.encoder.model.conv1.weight"], start["conv1.weight"])
     groups = {g["name"]: g for g in saved["optimizer_states"][0]["param_groups"]}
     assert set(groups) == {"decoder_and_heads", "encoder"}

@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from brain_mtl.losses import JointLoss, soft_dice_loss
-from brain_mtl.metrics import FalseMaskRate, segmentation_metrics
+from brain_mtl.task.losses import JointLoss, soft_dice_loss
+from brain_mtl.task.metrics import FalseMaskRate, segmentation_metrics
 
 
 def test_joint_loss_is_weighted_sum_of_parts():
@@ -92,8 +92,8 @@ def test_val_loss_is_the_criterions_total_never_reweighted(tmp_path):
     import lightning.pytorch as pl
     from torch.utils.data import DataLoader
 
-    from brain_mtl.losses import JointLoss
-    from brain_mtl.module import BrainTumorModule
+    from brain_mtl.task.losses import JointLoss
+    from brain_mtl.task.module import BrainTumorModule
 
     class Reweighted(BrainTumorModule):
         def configure_losses(self) -> None:
@@ -112,7 +112,7 @@ def test_val_loss_is_the_criterions_total_never_reweighted(tmp_path):
 def test_compute_loss_follows_the_stage_not_the_module_mode():
     """Validation takes the class loss from the classification images only, whatever train()/eval() says."""
     from brain_mtl.models import UNetOutput
-    from brain_mtl.module import BrainTumorModule
+    from brain_mtl.task.module import BrainTumorModule
 
     module = BrainTumorModule(base_channels=4, depth=2, classifier_hidden=8)
     generator = torch.Generator().manual_seed(1)

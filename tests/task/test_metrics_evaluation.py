@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from brain_mtl import metrics as M
+from brain_mtl.evaluation import metrics as M
 from brain_mtl.evaluation import statistics as S
+from brain_mtl.task.metrics import classification_metrics
 
 
 def square(shape, top, left, side):
@@ -196,7 +197,7 @@ def test_classification_summary_equals_the_logged_torchmetrics_collection():
     labels = rng.integers(0, 3, 64)  # class 3 absent from the truth, but predicted now and then
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     summary = M.classification_summary(probs, labels, ["a", "b", "c", "d"])
-    logged = M.classification_metrics(4)(torch.from_numpy(logits), torch.from_numpy(labels))
+    logged = classification_metrics(4)(torch.from_numpy(logits), torch.from_numpy(labels))
     for key, logged_key in (("accuracy", "acc"), ("macro_precision", "precision"), ("macro_recall", "recall")):
         assert summary[key] == pytest.approx(float(logged[logged_key]), abs=1e-6), key
     assert summary["macro_f1"] == pytest.approx(float(logged["f1"]), abs=1e-6)
@@ -258,8 +259,8 @@ def test_size_terciles():
     np.testing.assert_array_equal(group, [0, 0, 0, 1, 1, 1, 2, 2, 2])
 
 
-def test_summarize_excludes_nan_and_counts_it():
-    s = S.summarize([1.0, 2.0, 6.0, float("nan")])
+def test_summary_statistics_excludes_nan_and_counts_it():
+    s = S.summary_statistics([1.0, 2.0, 6.0, float("nan")])
     assert s["mean"] == pytest.approx(3.0) and s["median"] == 2.0
     assert s["sd"] == pytest.approx(np.std([1, 2, 6], ddof=1))
     assert (s["n"], s["n_excluded"]) == (3, 1)

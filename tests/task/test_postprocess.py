@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from brain_mtl.classes import NO_TUMOR
-from brain_mtl.postprocess import apply_gate, gate_veto, postprocess, probabilities, to_original_size
+from brain_mtl.models.postprocess import apply_gate, gate_veto, postprocess, probabilities, to_original_size
 
 
 def test_probabilities_threshold_and_gate():

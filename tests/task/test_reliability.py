@@ -19,10 +19,10 @@ import torch
 import yaml
 from lightning.pytorch import Callback
 
-from brain_mtl.cli import main
+from brain_mtl.checkpoints import read_checkpoint
+from brain_mtl.commands.main import main
 from brain_mtl.errors import CheckpointError
 from brain_mtl.inference import load_checkpoint
-from brain_mtl.inference.checkpoint import read_checkpoint
 from tests.task.conftest import REPO, state_dict_of
 
 

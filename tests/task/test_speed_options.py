@@ -8,10 +8,9 @@ import sys
 import pytest
 import torch
 
-from brain_mtl import lightning_cli
-from brain_mtl.module import BrainTumorModule
-
-from .conftest import REPO
+from brain_mtl.commands import lightning as lightning_cli
+from brain_mtl.task.module import BrainTumorModule
+from tests.task.conftest import REPO
 
 
 def test_channels_last_changes_the_layout_not_the_result():
@@ -25,12 +24,11 @@ def test_channels_last_changes_the_layout_not_the_result():
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert next(p for p in plain.model.parameters() if p.dim() == 4).is_contiguous()
     images = torch.randn(2, 3, 32, 32)
-    batch = fast.on_after_batch_transfer({"image": images.clone(), "label": torch.zeros(2)}, 0)
-    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
-    train_batch = fast.on_after_batch_transfer({"seg": {"image": images.clone()}, "cls": {"image": images.clone()}}, 0)
-    assert all(s["image"].is_contiguous(memory_format=torch.channels_last) for s in train_batch.values())
+    laid_out = fast.to_layout(images.clone())
+    assert laid_out.is_contiguous(memory_format=torch.channels_last)
+    assert plain.to_layout(images) is images  # channels_last off: the batch as it came
     with torch.no_grad():
-        a, b = plain(images), fast(batch["image"])
+        a, b = plain(images), fast(images)  # forward lays the batch out itself
     torch.testing.assert_close(a.mask_logits, b.mask_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(a.class_logits, b.class_logits, atol=1e-5, rtol=1e-5)
 
@@ -56,8 +54,8 @@ def test_default_precision_never_asks_for_fp16_on_a_cpu(monkeypatch, cuda, cuda_
 def test_a_null_precision_in_a_config_becomes_the_machines_default(tmp_path, monkeypatch):
     import yaml
 
+    from brain_mtl.commands.lightning import BrainTumorCLI
     from brain_mtl.data import BrainTumorDataModule
-    from brain_mtl.lightning_cli import BrainTumorCLI
 
     monkeypatch.setattr(lightning_cli, "default_precision", lambda accelerator="auto": "bf16-mixed")
     config = tmp_path / "config.yaml"
@@ -71,7 +69,7 @@ def test_a_null_precision_in_a_config_becomes_the_machines_default(tmp_path, mon
 # ----------------------------------------------------------------------------------------------- host allocator
 FAULTS_ON_REUSE = """
 import resource, torch
-from brain_mtl.allocator import keep_freed_memory
+from brain_mtl.commands.allocator import keep_freed_memory
 
 applied = keep_freed_memory()
 torch.manual_seed(0)
@@ -109,10 +107,10 @@ def test_keep_freed_memory_lets_a_training_step_reuse_freed_pages():
 
 
 def test_every_command_sets_the_allocator_before_it_runs(monkeypatch, tmp_path):
-    from brain_mtl import allocator, cli
+    from brain_mtl.commands import main as cli
 
     calls = []
-    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(True) or True)
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(True) or True)
     assert cli.main(["check-data", "--root", str(tmp_path / "missing")]) == 1
     assert calls == [True]
 

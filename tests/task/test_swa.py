@@ -13,7 +13,7 @@ import torch
 import yaml
 from lightning.pytorch import Callback
 
-from brain_mtl.cli import main
+from brain_mtl.commands.main import main
 from brain_mtl.inference import load_checkpoint
 from tests.task.conftest import state_dict_of
 

@@ -25,6 +25,16 @@ THREADS_ENV = "BRAIN_MTL_APP_TORCH_THREADS"
 
 INSTALL_HINT = 'pip install -e ".[app]"  (from a clone; or pip install "brain-mtl[app]")'
 
+DEFAULT_CKPT = Path("runs/quickstart/checkpoints/last.ckpt")
+"""The checkpoint the quickstart writes (relative to the folder the app is started in), used without --ckpt_path."""
+
+NO_CHECKPOINT = (
+    "No model to load: train one with `python -m brain_mtl fit --config configs/quickstart.yaml` (it writes "
+    f"`{DEFAULT_CKPT.as_posix()}`, which the app then finds), or start the app with `--ckpt_path PATH` "
+    "(a `.ckpt` checkpoint or an ONNX file from `python -m brain_mtl export`)."
+)
+"""The one sentence the page shows when it has no checkpoint."""
+
 
 def serve(
     ckpt_path: str | None = None,
@@ -37,7 +47,8 @@ def serve(
     """Start the brain_mtl web app: upload scans, see masks, classes and Grad-CAM, download the results.
 
     Args:
-        ckpt_path: Lightning checkpoint (.ckpt), state-dict file, or ONNX file from `python -m brain_mtl export`;
+        ckpt_path: Lightning checkpoint (.ckpt), state-dict file, ensemble file (.yaml, from `python -m brain_mtl
+            cv`) or ONNX file from `python -m brain_mtl export`;
             default: runs/quickstart/checkpoints/last.ckpt when it exists (the quickstart's).
         host: address to listen on; 127.0.0.1 serves this machine only (0.0.0.0: every network interface).
         port: TCP port.
@@ -101,8 +112,6 @@ def streamlit_command(host: str, port: int, max_upload_mb: int = 50) -> list[str
 
 def _resolve_checkpoint(ckpt_path: str | None) -> tuple[str, str | None]:
     """``(path for the page or "", error)``: a given path must exist; without one the quickstart's is used if any."""
-    from brain_mtl.app.service import DEFAULT_CKPT, NO_CHECKPOINT
-
     if ckpt_path:
         path = Path(ckpt_path).expanduser()
         if not path.is_file():

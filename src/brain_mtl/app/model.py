@@ -14,7 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from brain_mtl.app.onnx_model import load_onnx
+from brain_mtl.checkpoints import read_checkpoint
 from brain_mtl.inference import Prediction, Predictor, Preprocessing, load_checkpoint
+from brain_mtl.models import config_of
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,11 @@ class AppModel:
 
 
 def gradcam_available(model: nn.Module) -> bool:
-    """Whether a network can be explained with Grad-CAM (a PyTorch network with weights)."""
-    return any(True for _ in model.parameters())
+    """Whether a network can be explained with Grad-CAM: a PyTorch network with weights and one bottleneck.
+
+    An ensemble has one bottleneck per member, so none.
+    """
+    return any(True for _ in model.parameters()) and getattr(model, "bottleneck", None) is not None
 
 
 def _modified_ns(path: str | os.PathLike) -> int:
@@ -175,13 +181,13 @@ def _training_data(data_hparams: dict[str, Any] | None) -> str:
 
 
 def _encoder_text(model: nn.Module, hparams: dict[str, Any]) -> str:
-    inner = getattr(model, "model", model)
-    encoder = str(hparams.get("encoder") or getattr(inner, "encoder_name", "reference"))
+    config = config_of(model)
+    encoder = str(hparams.get("encoder") or (config.encoder if config is not None else "reference"))
     if encoder != "reference":
         weights = hparams.get("encoder_weights")
         return f"timm `{encoder}`" + (f" (initialised from {weights})" if weights else "")
-    base, depth = hparams.get("base_channels", getattr(inner, "base_channels", None)), hparams.get("depth")
-    depth = depth if depth is not None else getattr(inner, "depth", None)
+    base = hparams.get("base_channels", config.base_channels if config is not None else None)
+    depth = hparams.get("depth", config.depth if config is not None else None)
     detail = ", ".join(f"{v} {k}" for k, v in (("base channels", base), ("levels", depth)) if v is not None)
     attention = " with attention gates" if hparams.get("attention") else ""
     return f"reference U-Net encoder{attention}" + (f" ({detail})" if detail else "")
@@ -199,8 +205,6 @@ def load_app_model(path: str | os.PathLike, device: str = "auto") -> AppModel:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
     if path.suffix.lower() == ".onnx":
-        from brain_mtl.app.onnx_model import load_onnx
-
         network, preprocessing, info = load_onnx(path)
         facts = ModelFacts(
             source=str(path),
@@ -221,9 +225,13 @@ def load_app_model(path: str | os.PathLike, device: str = "auto") -> AppModel:
     data_hparams: dict[str, Any] | None = None
     trained = "not recorded in the file"
     kind = "state dict"
-    if loaded.module is not None:
-        from brain_mtl.inference.checkpoint import read_checkpoint
-
+    if loaded.members:
+        names = ", ".join(Path(member).name for member in loaded.members)
+        kind = f"ensemble of {len(loaded.members)} checkpoints, probabilities averaged ({names}; no Grad-CAM)"
+        content = read_checkpoint(loaded.members[0])  # the members agree on input and classes
+        hparams = dict(content.get("hyper_parameters") or {})
+        data_hparams = content.get("datamodule_hyper_parameters")
+    elif loaded.module is not None:
         kind = "Lightning checkpoint"
         hparams = dict(loaded.module.hparams)
         content = read_checkpoint(path)

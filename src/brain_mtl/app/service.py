@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from brain_mtl.app.launch import DEFAULT_CKPT, NO_CHECKPOINT
 from brain_mtl.app.model import AppModel, ModelFacts, Settings, gradcam_available, load_app_model
 from brain_mtl.app.uploads import EXAMPLES, MAX_PIXELS, UPLOAD_TYPES, ScanInput, UploadError, example_scan, read_upload
 from brain_mtl.inference import OutputWriter, Prediction
+from brain_mtl.viz import blend_mask, draw_outline, write_png
 
 __all__ = [
     "DEFAULT_CKPT",
@@ -48,15 +50,6 @@ __all__ = [
     "read_upload",
 ]
 
-DEFAULT_CKPT = Path("runs/quickstart/checkpoints/last.ckpt")
-"""The checkpoint the quickstart writes (relative to the folder the app is started in), used without --ckpt_path."""
-
-NO_CHECKPOINT = (
-    "No model to load: train one with `python -m brain_mtl fit --config configs/quickstart.yaml` (it writes "
-    f"`{DEFAULT_CKPT.as_posix()}`, which the app then finds), or start the app with `--ckpt_path PATH` "
-    "(a `.ckpt` checkpoint or an ONNX file from `python -m brain_mtl export`)."
-)
-"""The one sentence the page shows when it has no checkpoint."""
 
 RESEARCH_NOTICE = (
     "Research tool, not a diagnostic device: the masks and classes come from a model trained for research, have not "
@@ -117,8 +110,6 @@ def overlay_image(result: ScanResult, opacity: float = 0.4) -> np.ndarray:
     Returns:
         ``(H, W, 3)`` uint8 RGB at the scan's size.
     """
-    from brain_mtl.viz import blend_mask, draw_outline
-
     prediction = result.prediction
     thickness = max(1, round(max(prediction.size) / 256))
     out = blend_mask(prediction.image, prediction.mask, RED, alpha=float(opacity))
@@ -167,8 +158,6 @@ def pictures(result: ScanResult, opacity: float) -> Pictures:
 
 def png_bytes(image: np.ndarray) -> bytes:
     """A uint8 picture as PNG bytes, written by the library's one PNG writer (:func:`brain_mtl.viz.write_png`)."""
-    from brain_mtl.viz import write_png
-
     with tempfile.TemporaryDirectory(prefix="brain_mtl_app_") as folder:
         return write_png(Path(folder) / "image.png", image).read_bytes()
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from brain_mtl.data import io as data_io
+from brain_mtl.data import synthesize_slice
 from brain_mtl.data.errors import DatasetError
 from brain_mtl.data.headers import FORMAT_NAMES, HeaderError, check_declared_size, sniff_format
 from brain_mtl.data.io import is_truncated, to_rgb_uint8
@@ -115,8 +116,6 @@ EXAMPLES: dict[str, tuple[int, int]] = {
 
 def example_scan(name: str, size: int = 384) -> ScanInput:
     """A bundled example: a synthetic axial slice (not a real scan) with its true tumour mask."""
-    from brain_mtl.data import synthesize_slice
-
     label, seed = EXAMPLES[name]
     gray, truth = synthesize_slice(np.random.default_rng(seed), label, "ax", size, size)
     image = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))

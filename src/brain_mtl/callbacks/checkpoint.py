@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import fsspec.utils
 import torch
-from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
 
-from brain_mtl.errors import divergence_error
-from brain_mtl.files import RunLock
-from brain_mtl.inference.checkpoint import first_non_finite
+from brain_mtl.checkpoints import first_non_finite
+from brain_mtl.errors import DivergenceError, divergence_error
+from brain_mtl.files import RunLock, fsync_path
 
-__all__ = ["RunCheckpoint"]
+__all__ = ["AtomicCheckpointIO", "RunCheckpoint"]
 
 DEFAULT_DIRNAME = "checkpoints"
 """With ``dirpath`` left out, the files go to ``<trainer.default_root_dir>/checkpoints``."""
@@ -24,12 +29,31 @@ PARTIAL_SUFFIX = ".part"
 """A checkpoint is written to ``<name>.part`` in its own folder first, then renamed over ``<name>``."""
 
 
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def is_local_path(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint path is on this machine's file system (not ``s3://``, ``gs://``, ...)."""
+    return fsspec.utils.get_protocol(str(path)) in ("file", "local")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` with atomic local writes: a killed writer never leaves a truncated file.
+
+    Each file is written to ``<name>.part`` in its own folder, flushed to disk (fsync), then renamed over ``<name>``
+    (and the folder flushed, so that the rename survives a power cut). Remote paths keep their store's own write
+    semantics. :class:`RunCheckpoint` installs it on a trainer that uses the default plugin; pass it yourself with
+    ``trainer.plugins: brain_mtl.callbacks.AtomicCheckpointIO``.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        """Write ``checkpoint`` to ``path`` atomically (see the class)."""
+        if not is_local_path(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target = os.fspath(path)
+        partial = target + PARTIAL_SUFFIX
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        fsync_path(partial)
+        os.replace(partial, target)
+        fsync_path(os.path.dirname(os.path.abspath(target)))
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -37,12 +61,13 @@ class RunCheckpoint(ModelCheckpoint):
 
     Beside what ``ModelCheckpoint`` does (the ``save_top_k`` best files by ``monitor``), it guarantees:
 
-    - ``last.ckpt`` is rewritten at every save point (each validation end, and every ``every_n_train_steps`` steps
-      or ``train_time_interval`` when set), whether or not the monitored score improved. Lightning 2.6 rewrites it
-      only when a new best file is written, so ``--ckpt_path last`` could silently restart epochs back.
-    - Every file is written atomically: to ``<name>.part`` in the same folder, flushed to disk (fsync), then
-      renamed over ``<name>``. A process killed at any moment leaves the previous file intact, never a truncated
-      one. Leftover ``.part`` files of a killed run are removed when the next run starts.
+    - ``last.ckpt`` is rewritten at every save point (each validation end and training-epoch end, and every
+      ``every_n_train_steps`` steps or ``train_time_interval`` when set), whether or not the monitored score
+      improved. Lightning 2.6 rewrites it only when a new best file is written, so ``--ckpt_path last`` could
+      silently restart epochs back. Written through the public API (``Trainer.save_checkpoint``).
+    - Every file is written atomically (:class:`AtomicCheckpointIO`, installed on the trainer at setup unless it
+      has a checkpoint plugin of its own): a process killed at any moment leaves the previous file intact, never
+      a truncated one. Leftover ``.part`` files of a killed run are removed when the next run starts.
     - One process at a time writes a checkpoint folder: a fit takes a lock on ``dirpath``
       (:class:`~brain_mtl.files.RunLock`, released when the process ends, however it ends), and a second fit started
       there stops with an error naming the first one's process.
@@ -96,7 +121,7 @@ class RunCheckpoint(ModelCheckpoint):
             filename=filename,
             monitor=monitor,
             verbose=verbose,
-            save_last=save_last,
+            save_last=False,  # written here, at every save point (Lightning's own only follows a new best file)
             save_top_k=save_top_k,
             save_on_exception=save_on_exception,
             save_weights_only=save_weights_only,
@@ -108,14 +133,27 @@ class RunCheckpoint(ModelCheckpoint):
             save_on_train_epoch_end=save_on_train_epoch_end,
             enable_version_counter=enable_version_counter,
         )
+        self.write_last = bool(save_last)
+        self.save_on_train_epoch_end_setting = save_on_train_epoch_end
+        self.last_every_n_train_steps = every_n_train_steps or 0
+        self.last_time_interval = train_time_interval.total_seconds() if train_time_interval else None
+        self.version_last = enable_version_counter
         self._last_written_at_step = -1
+        self._last_written_time = time.monotonic()
         self._run_lock: RunLock | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:  # noqa: D102
         if self.dirpath is None:  # the run's own folder, where --ckpt_path last looks (not the logger's version)
             self.dirpath = os.path.join(trainer.default_root_dir, DEFAULT_DIRNAME)
         super().setup(trainer, pl_module, stage)
-        if trainer.is_global_zero and self.dirpath and _is_local_file_protocol(self.dirpath):
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        elif not isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO):
+            rank_zero_warn(
+                f"RunCheckpoint: the trainer's checkpoint plugin {type(trainer.strategy.checkpoint_io).__name__} "
+                "writes the files; whether a killed write leaves a truncated file is up to it."
+            )
+        if trainer.is_global_zero and self.dirpath and is_local_path(self.dirpath):
             if stage == "fit":  # one writer per checkpoint folder: a second fit there stops here, naming the first
                 self._run_lock = RunLock(self.dirpath)
                 self._run_lock.acquire()
@@ -127,45 +165,96 @@ class RunCheckpoint(ModelCheckpoint):
         self._release_lock()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:  # noqa: D102
-        super().on_exception(trainer, pl_module, exception)
-        self._release_lock()
+        try:
+            super().on_exception(trainer, pl_module, exception)
+            if self.save_on_exception and not isinstance(exception, DivergenceError):
+                self._write_last(trainer)
+        finally:
+            self._release_lock()
 
     def _release_lock(self) -> None:
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None
 
-    def _save_topk_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
-        current = monitor_candidates.get(self.monitor) if self.monitor else None
-        if current is not None and not bool(torch.isfinite(torch.as_tensor(current)).all()):
-            raise divergence_error(trainer, f"the monitored score {self.monitor} is {float(current)}")
-        super()._save_topk_checkpoint(trainer, monitor_candidates)
-        # Every save point writes last.ckpt, improved or not (Lightning writes it only with a new best file).
-        self._save_last_checkpoint(trainer, monitor_candidates)
-
-    def _save_last_checkpoint(self, trainer: Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
-        if self._last_written_at_step == trainer.global_step and self.last_model_path:
-            return  # already written at this step by the save point above
-        super()._save_last_checkpoint(trainer, monitor_candidates)
-        if self.save_last:
-            self._last_written_at_step = trainer.global_step
-
-    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
-        bad = first_non_finite(trainer.lightning_module.state_dict())
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Refuse to write weights (or buffers) holding NaN or infinity: training stops, naming the last good file."""
+        bad = first_non_finite(checkpoint.get("state_dict") or {})
         if bad is not None:
             raise divergence_error(trainer, f"the weights are not finite (NaN or infinity in {bad})")
-        if not _is_local_file_protocol(filepath):
-            super()._save_checkpoint(trainer, filepath)  # remote stores have their own write semantics
+
+    def _check_monitor(self, trainer: Trainer) -> None:
+        current = trainer.callback_metrics.get(self.monitor) if self.monitor else None
+        if current is not None and not bool(torch.isfinite(torch.as_tensor(current)).all()):
+            raise divergence_error(trainer, f"the monitored score {self.monitor} is {float(current)}")
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:  # noqa: D102
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        step = trainer.global_step
+        by_steps = self.last_every_n_train_steps and step % self.last_every_n_train_steps == 0
+        by_time = self.last_time_interval is not None and (
+            time.monotonic() - self._last_written_time >= self.last_time_interval
+        )
+        if by_steps or by_time:
+            self._write_last(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
+        self._check_monitor(trainer)
+        super().on_train_epoch_end(trainer, pl_module)
+        self._write_last(trainer)  # every epoch, validated or not (once per step: not again after validation)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
+        if trainer.sanity_checking:
             return
-        partial = filepath + PARTIAL_SUFFIX
-        trainer.save_checkpoint(partial, self.save_weights_only)
-        if trainer.is_global_zero and os.path.isfile(partial):
-            _fsync(partial)
-            os.replace(partial, filepath)
-            _fsync(os.path.dirname(os.path.abspath(filepath)))  # the rename itself survives a power cut
-        trainer.strategy.barrier("RunCheckpoint._save_checkpoint")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
+        self._check_monitor(trainer)
+        super().on_validation_end(trainer, pl_module)
+        if not self._saves_on_train_epoch_end(trainer):
+            self._write_last(trainer)
+
+    def _saves_on_train_epoch_end(self, trainer: Trainer) -> bool:
+        """Whether the save point of a validated epoch is its training-epoch end (after every callback's hook).
+
+        ``ModelCheckpoint``'s documented rule for ``save_on_train_epoch_end=None``: validation once per epoch, at its
+        end, is saved at the training-epoch end; mid-epoch or every-n-epochs validation at the validation end. So
+        ``last.ckpt`` holds the state a resumed fit starts from, with every epoch-end hook applied.
+        """
+        if self.save_on_train_epoch_end_setting is not None:
+            return self.save_on_train_epoch_end_setting
+        if trainer.check_val_every_n_epoch != 1:
+            return False
+        if sum(trainer.num_val_batches) == 0:
+            return True
+        return trainer.val_check_interval == 1.0
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
+        super().on_train_end(trainer, pl_module)
+        self._write_last(trainer)
+
+    def _write_last(self, trainer: Trainer) -> None:
+        """Write ``last.ckpt`` (once per training step), with Lightning's naming and version counter."""
+        if (
+            not self.write_last
+            or trainer.fast_dev_run
+            or trainer.state.fn != TrainerFn.FITTING
+            or trainer.sanity_checking
+            or self._last_written_at_step == trainer.global_step
+        ):
+            return
+        metrics = {k: v for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor)}
+        metrics.update(epoch=torch.tensor(trainer.current_epoch), step=torch.tensor(trainer.global_step))
+        filepath = self.format_checkpoint_name(metrics, self.CHECKPOINT_NAME_LAST)
+        if self.version_last:  # another run's last.ckpt in the folder is kept: this run writes last-v1.ckpt
+            version = self.STARTING_VERSION
+            while self.file_exists(filepath, trainer) and filepath != self.last_model_path:
+                filepath = self.format_checkpoint_name(metrics, self.CHECKPOINT_NAME_LAST, ver=version)
+                version += 1
+        previous, self.last_model_path = self.last_model_path, filepath  # part of the state the file holds
+        trainer.save_checkpoint(filepath, self.save_weights_only)
+        self._last_written_at_step = trainer.global_step
+        self._last_written_time = time.monotonic()
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(self)
+        stale = previous and previous != filepath and previous not in self.best_k_models
+        if stale and Path(previous).parent == Path(filepath).parent and previous != trainer.ckpt_path:
+            trainer.strategy.remove_checkpoint(previous)  # this run's older last-vN file, never another run's

@@ -15,7 +15,8 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from brain_mtl.callbacks.tensorboard import tensorboard_writer
 from brain_mtl.classes import CLASS_NAMES
-from brain_mtl.postprocess import postprocess
+from brain_mtl.data.transforms import denormalize
+from brain_mtl.models.postprocess import postprocess
 from brain_mtl.viz import confusion_matrix_image, image_grid, overlay
 
 __all__ = ["ConfusionMatrixImage", "PredictionGrid"]
@@ -51,8 +52,6 @@ class PredictionGrid(Callback):
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: D102
-        from brain_mtl.data.transforms import denormalize
-
         writer = tensorboard_writer(trainer)
         if writer is None or trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
             return

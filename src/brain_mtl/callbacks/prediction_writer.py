@@ -12,12 +12,13 @@ from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from brain_mtl.checkpoints import class_names_for
 from brain_mtl.data import BrainTumorDataModule
-from brain_mtl.inference.checkpoint import class_names_for
+from brain_mtl.data.io import read_image
 from brain_mtl.inference.outputs import OutputWriter, check_output_dir, clear_previous_run
 from brain_mtl.inference.prediction import NonFiniteOutputError, build_prediction
 from brain_mtl.inference.preprocessing import Preprocessing
-from brain_mtl.module import BrainTumorModule
+from brain_mtl.task.module import BrainTumorModule
 
 __all__ = ["PredictionWriter"]
 
@@ -130,8 +131,6 @@ class PredictionWriter(BasePredictionWriter):
         paths = prediction.get("path")
         if paths is None:
             raise ValueError("PredictionWriter needs the image paths: the prediction batches must carry a 'path' entry")
-        from brain_mtl.data.io import read_image
-
         for i, path in enumerate(paths):
             try:
                 image = read_image(path)

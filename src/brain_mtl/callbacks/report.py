@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
+from brain_mtl.callbacks.tensorboard import tensorboard_writer
 from brain_mtl.evaluation.build import build_report
+from brain_mtl.evaluation.leakage import datamodule_duplicates, datamodule_near_duplicates
 from brain_mtl.evaluation.records import ImageRecords
 from brain_mtl.evaluation.render import write_report
 from brain_mtl.evaluation.report import Report
 
 if TYPE_CHECKING:
     from brain_mtl.data import BrainTumorDataModule
-    from brain_mtl.module import BrainTumorModule
+    from brain_mtl.task.module import BrainTumorModule
 
 __all__ = ["DatasetFacts", "EvaluationReport", "evaluate"]
 
@@ -39,7 +41,7 @@ class EvaluationReport(Callback):
     """Write ``report.json``, ``report.md``, ``confusion_matrix.png`` and ``per_image.csv`` after testing.
 
     During ``trainer.test`` (``python -m brain_mtl test``) the callback keeps the per-image statistics that each
-    :meth:`~brain_mtl.module.BrainTumorModule.test_step` returns (class probabilities, pixel counts, areas, HD95);
+    :meth:`~brain_mtl.task.module.BrainTumorModule.test_step` returns (class probabilities, pixel counts, areas, HD95);
     at the end it gathers them from every process, builds the report (no second pass over the split: the report
     and the logged ``test/...`` metrics come from the same forward passes), writes it into the run's log directory
     (``trainer.log_dir``, or ``trainer.default_root_dir`` without a logger), and logs the headline numbers to
@@ -120,6 +122,8 @@ class EvaluationReport(Callback):
             "split": split,
             "ckpt_path": str(trainer.ckpt_path) if trainer.ckpt_path else None,
             "precision": str(trainer.precision),
+            # An ensemble file scored as one network (BrainTumorCLI sets it): its file and members.
+            **(module.ensemble or {}),
             "data_root": None,
             "data_synthetic": None,
         }
@@ -128,8 +132,6 @@ class EvaluationReport(Callback):
             meta["data_synthetic"] = bool(datamodule.is_synthetic)
         if datamodule is not None:
             if self.check_duplicates:
-                from brain_mtl.evaluation.leakage import datamodule_duplicates, datamodule_near_duplicates
-
                 duplicates, note = datamodule_duplicates(datamodule, split, records.paths)
                 near, near_note = datamodule_near_duplicates(datamodule, split)
         elif self.check_duplicates:
@@ -168,8 +170,6 @@ def _gather(trainer: Trainer, records: ImageRecords) -> ImageRecords:
 
 
 def _log_scalars(trainer: Trainer, headline: dict[str, float]) -> None:
-    from brain_mtl.callbacks.tensorboard import tensorboard_writer
-
     writer = tensorboard_writer(trainer)
     if writer is None:
         return

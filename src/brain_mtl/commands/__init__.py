@@ -1,7 +1,7 @@
 """The ``brain_mtl`` commands outside Lightning's loop, in one place and with one flag style.
 
 :data:`COMMANDS` maps each command name to its ``module:function`` entry point, ``function(argv) -> exit
-status``, and a one-line help; :func:`brain_mtl.cli.main` dispatches to it, and registering a command is one
+status``, and a one-line help; :func:`brain_mtl.commands.main.main` dispatches to it, and registering a command is one
 line here. The modules are imported only when their command runs, so ``--help`` and the Lightning subcommands do
 not pay for them. Commands written as typed, documented functions get their parser from
 :func:`brain_mtl.commands.base.run_command` (LightningCLI's flag spelling: ``--ckpt_path``, ``--no_overlay``).
@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "predict masks and classes for image files or folders",
     ),
     "export": ("brain_mtl.commands.export:export_main", "export a checkpoint to ONNX or a state dict"),
+    "cv": ("brain_mtl.commands.cv:cv_main", "k-fold cross-validation: fit every fold, then summarise them"),
     "app": ("brain_mtl.app:app_main", "start the web app (Streamlit) for a checkpoint or an ONNX file"),
 }
 """Command name -> (``"module:function"`` taking the arguments after the name and returning the exit status,

@@ -16,7 +16,7 @@ turns it into a jsonargparse parser with the flag style of the Lightning subcomm
 A command returns its exit status. Errors have one path each: a bad option value exits with status 2 (from the
 parser, or a :class:`UsageError` raised by the command, printed as one ``error:`` line); a dataset or checkpoint
 that cannot be used raises :class:`~brain_mtl.data.errors.DatasetError` or :class:`~brain_mtl.errors.CheckpointError`
-(see :func:`checkpoint_errors`), which :func:`brain_mtl.cli.main` prints as one ``error:`` line with status 1,
+(see :func:`checkpoint_errors`), which :func:`brain_mtl.commands.main.main` prints as one ``error:`` line with status 1,
 for every command alike.
 """
 
@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser
+
+from brain_mtl.errors import CheckpointError
 
 __all__ = ["UsageError", "checkpoint_errors", "command_parser", "run_command"]
 
@@ -137,7 +139,7 @@ def checkpoint_errors(path: str | os.PathLike) -> Iterator[None]:
     """Report any failure to load the checkpoint ``path`` inside the block as a :class:`CheckpointError`.
 
     Loading fails with several types (a missing file, a foreign file, weights that do not fit the network); the
-    commands let them all reach :func:`brain_mtl.cli.main` as one type, which prints its message after
+    commands let them all reach :func:`brain_mtl.commands.main.main` as one type, which prints its message after
     ``error:`` (exit status 1), as for ``fit --ckpt_path``.
 
     Args:
@@ -146,8 +148,6 @@ def checkpoint_errors(path: str | os.PathLike) -> Iterator[None]:
     Raises:
         brain_mtl.errors.CheckpointError: the block raised OSError, ValueError, RuntimeError or TypeError.
     """
-    from brain_mtl.errors import CheckpointError
-
     try:
         yield
     except CheckpointError:

@@ -6,9 +6,14 @@ import sys
 import time
 from collections.abc import Sequence
 
-from brain_mtl import jsonsafe
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.commands.base import UsageError, run_command
+from brain_mtl.data.index import index_dataset
+from brain_mtl.data.preview import dataset_preview
+from brain_mtl.data.summary import format_report, summarize
+from brain_mtl.data.synthetic import generate_synthetic_dataset
+from brain_mtl.files import json_dumps
+from brain_mtl.viz import write_png
 
 __all__ = ["check_data", "check_data_main", "parse_class_name_map", "synth", "synth_main"]
 
@@ -42,10 +47,6 @@ def synth(
     Raises:
         UsageError: ``train`` or ``test`` is negative.
     """
-    from brain_mtl.data.preview import dataset_preview
-    from brain_mtl.synthetic import generate_synthetic_dataset
-    from brain_mtl.viz import write_png
-
     if train < 0 or test < 0:
         raise UsageError(f"--train and --test must be >= 0, got {train} and {test}")
     try:
@@ -110,9 +111,6 @@ def check_data(
     Returns:
         The exit status: 1 when there are errors, else 0.
     """
-    from brain_mtl.data.index import index_dataset
-    from brain_mtl.data.summary import format_report, summarize
-
     name_map = parse_class_name_map(class_name_map or [])
     start = time.perf_counter()
     index = index_dataset(root, class_name_map=name_map or None, decode=not quick)
@@ -128,7 +126,7 @@ def check_data(
             }
             for p in index.problems
         ]
-        print(jsonsafe.dumps(summary, indent=2))
+        print(json_dumps(summary, indent=2))
     else:
         print(format_report(index, summary))
         print(f"\nchecked in {time.perf_counter() - start:.1f} s")

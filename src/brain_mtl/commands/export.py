@@ -25,6 +25,7 @@ from brain_mtl.inference.export import (
     parity_error,
     unet_config,
 )
+from brain_mtl.models import config_of
 
 __all__ = ["export", "export_main"]
 
@@ -46,7 +47,8 @@ def export(
     2 on a usage error.
 
     Args:
-        ckpt_path: Lightning checkpoint (.ckpt) or a state-dict file.
+        ckpt_path: Lightning checkpoint (.ckpt), a state-dict file, or an ensemble file (.yaml, as
+            ``python -m brain_mtl cv`` writes it: one ONNX graph that averages the members).
         output: file to write.
         format: onnx: graph with outputs mask_logits and class_logits, dynamic batch and size; state_dict:
             torch.save(unet.state_dict()) with the architecture recorded; reference: the notebook's CustomUNet key
@@ -73,8 +75,14 @@ def export(
     with checkpoint_errors(ckpt_path):
         loaded = load_checkpoint(ckpt_path)
     model = loaded.model.cpu().eval()
+    if loaded.members and format != "onnx":
+        raise UsageError(
+            f"--ckpt_path {ckpt_path} is an ensemble of {len(loaded.members)} checkpoints: it exports to one ONNX "
+            "graph (--format onnx); export a member's checkpoint for a state dict"
+        )
     _make_parent(path)
-    encoder = str(getattr(model, "encoder_name", "reference"))
+    config = config_of(model)
+    encoder = config.encoder if config is not None else "reference"
     if format == "reference" and encoder != "reference":
         raise UsageError(
             f"--format reference needs the reference encoder; this network's encoder is {encoder!r}, which the "

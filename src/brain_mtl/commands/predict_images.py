@@ -15,7 +15,7 @@ from brain_mtl.inference.inputs import collect_inputs, lies_within
 from brain_mtl.inference.outputs import OutputFolderError, OutputWriter, check_output_dir, clear_previous_run
 from brain_mtl.inference.prediction import Failure
 from brain_mtl.inference.predictor import Predictor
-from brain_mtl.inference.tta import output_stride_of
+from brain_mtl.models.tta import output_stride_of
 
 __all__ = ["predict_images", "predict_images_main"]
 
@@ -45,7 +45,8 @@ def predict_images(
     OUTPUT must be new or empty unless --overwrite is given; its files are never read as inputs.
 
     Args:
-        ckpt_path: Lightning checkpoint (.ckpt) or state-dict file.
+        ckpt_path: Lightning checkpoint (.ckpt), state-dict file, or an ensemble file (.yaml, as
+            ``python -m brain_mtl cv`` writes it: the members' averaged probabilities).
         input: image files and/or folders of images.
         output: output folder (created; must be empty, see --overwrite).
         overwrite: write into an output folder that already holds files: the files a previous predict-images run

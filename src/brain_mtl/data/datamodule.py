@@ -26,7 +26,8 @@ from brain_mtl.data.index import Twins, index_dataset
 from brain_mtl.data.layout import CLASSIFICATION_TASK, SEGMENTATION_TASK, dataset_exists
 from brain_mtl.data.near_duplicates import NEAR_DUPLICATE_DISTANCE
 from brain_mtl.data.records import DatasetIndex, ImageRecord
-from brain_mtl.data.split import carve_validation
+from brain_mtl.data.split import carve_fold, carve_validation
+from brain_mtl.data.synthetic import generate_synthetic_dataset, is_synthetic_dataset
 from brain_mtl.data.transforms import AUGMENT_LEVELS, build_resize, build_transforms
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,10 @@ class BrainTumorDataModule(L.LightningDataModule):
             null groups byte-identical images only.
         test_split: the split that ``test`` evaluates: ``test``, or ``val`` (the carved validation split, to report
             on it with the full evaluation report while the test split stays unseen).
+        num_folds: cross-validation: split train into this many folds (stratified by class, near-duplicate groups
+            kept whole, seeded by ``seed``) and validate on fold ``fold`` instead of carving ``val_fraction``; null:
+            the single carved split.
+        fold: the validation fold, 0 to num_folds - 1 (with num_folds).
     """
 
     def __init__(
@@ -121,12 +126,15 @@ class BrainTumorDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         near_duplicate_distance: HammingDistance | None = NEAR_DUPLICATE_DISTANCE,
         test_split: Literal["test", "val"] = "test",
+        num_folds: PositiveInt | None = None,
+        fold: NonNegativeInt = 0,
     ) -> None:
         # The config types (PositiveInt, ...) are int and float subclasses: saved as plain numbers, a checkpoint's
         # hyperparameters stay loadable with weights_only=True.
         image_size, batch_size, val_fraction = int(image_size), int(batch_size), float(val_fraction)
         num_workers = None if num_workers is None else int(num_workers)
         near_duplicate_distance = None if near_duplicate_distance is None else int(near_duplicate_distance)
+        num_folds, fold = (None if num_folds is None else int(num_folds)), int(fold)
         super().__init__()
         self.save_hyperparameters()
         if augment not in AUGMENT_LEVELS:
@@ -138,6 +146,12 @@ class BrainTumorDataModule(L.LightningDataModule):
         if near_duplicate_distance is not None and not 0 <= near_duplicate_distance <= 64:
             raise ValueError(
                 f"near_duplicate_distance must be null or a Hamming distance in 0..64, got {near_duplicate_distance}"
+            )
+        if num_folds is None and fold != 0:
+            raise ValueError(f"data.fold {fold} needs data.num_folds (the number of folds)")
+        if num_folds is not None and not (num_folds >= 2 and 0 <= fold < num_folds):
+            raise ValueError(
+                f"cross-validation needs num_folds >= 2 and 0 <= fold < num_folds, got {num_folds}, {fold}"
             )
         if test_split not in ("test", "val"):
             raise ValueError(f"test_split must be 'test' or 'val', got {test_split!r}")
@@ -154,6 +168,8 @@ class BrainTumorDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.near_duplicate_distance = near_duplicate_distance
         self.test_split = test_split
+        self.num_folds = num_folds
+        self.fold = fold
         self.seed = seed
         self.keep_aspect = keep_aspect
         self.augment = augment
@@ -180,13 +196,9 @@ class BrainTumorDataModule(L.LightningDataModule):
         """Whether the data is synthetic.
 
         True when the folder was written by the generator (``brain_mtl synth`` or the synthetic default, see
-        :func:`~brain_mtl.synthetic.is_synthetic_dataset`), or ``root`` is null and the synthetic default is
+        :func:`~brain_mtl.data.synthetic.is_synthetic_dataset`), or ``root`` is null and the synthetic default is
         yet to be generated.
         """
-        # Imported here: brain_mtl.synthetic writes names through brain_mtl.data.layout, so a module-level import
-        # would make the two packages import each other.
-        from brain_mtl.synthetic import is_synthetic_dataset
-
         if is_synthetic_dataset(self.dataset_root):
             return True
         return self.root is None and not dataset_exists(self.dataset_root)
@@ -216,8 +228,6 @@ class BrainTumorDataModule(L.LightningDataModule):
             DatasetError: ``root`` is given and does not exist; or ``root`` is null and ``synthetic_root`` holds
                 something other than a dataset (nothing is generated over it).
         """
-        from brain_mtl.synthetic import generate_synthetic_dataset  # see is_synthetic
-
         if self.root is not None:
             self._require_root()
             return
@@ -260,7 +270,21 @@ class BrainTumorDataModule(L.LightningDataModule):
                     len(index.warnings) - 20,
                     root,
                 )
-            self.index = carve_validation(index, self.val_fraction, self.seed, self.near_duplicate_distance)
+            if self.num_folds is None:
+                self.index = carve_validation(index, self.val_fraction, self.seed, self.near_duplicate_distance)
+            else:
+                try:
+                    self.index = carve_fold(index, self.num_folds, self.fold, self.seed, self.near_duplicate_distance)
+                except ValueError as error:
+                    raise DatasetError(str(error)) from error
+                n_val = sum(r.split == "val" and r.task == "classification" for r in self.index.records)
+                log.info(
+                    "cross-validation: fold %d of %d (seed %d) validates on %d images",
+                    self.fold,
+                    self.num_folds,
+                    self.seed,
+                    n_val,
+                )
         if self.cache_images and stage in (None, "fit", "validate"):
             if self.cache is None:
                 self.cache = ImageCache(build_resize(self.image_size, self.keep_aspect))

@@ -1,9 +1,10 @@
 """Byte-identical images: the content hash, and the one grouping of files or records by it.
 
 BRISC 2025 has 46 groups of byte-identical images, 7 of which span train and test. The index hashes every file
-once (:func:`file_digest`, stored in :attr:`ImageRecord.digest`); :func:`group_by_digest` is the only place that
-groups by that hash, used by the index's checks, by :func:`brain_mtl.data.summary.summarize` and by
-:mod:`brain_mtl.evaluation.leakage`.
+once (:func:`file_digest`, stored in :attr:`ImageRecord.digest`); :func:`group_by_digest` groups files or records
+by that hash for the index's checks, :func:`brain_mtl.data.summary.summarize` and :mod:`brain_mtl.evaluation.leakage`.
+The validation split joins same-digest records transitively with names and near-duplicates
+(:func:`brain_mtl.data.split.same_image_groups`, through :mod:`brain_mtl.data.grouping`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from brain_mtl import moved_attribute
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.data.layout import SPLITS
 from brain_mtl.data.records import DatasetIndex, ImageRecord, Problem
 
 __all__ = [
     "check_duplicates",
-    "cross_split_duplicates",
     "duplicate_groups",
     "file_digest",
     "find_duplicates",
@@ -107,35 +108,6 @@ def duplicate_groups(
     return sorted(group_by_digest(records, lambda r: r.digest), key=lambda g: str(g[0].path))
 
 
-def cross_split_duplicates(
-    index_or_root: DatasetIndex | str | os.PathLike,
-    splits: tuple[str, str] = ("train", "test"),
-    task: str = "classification",
-    class_name_map: Mapping[str, str] | None = None,
-) -> list[list[Path]]:
-    """Duplicate groups that span two splits (leakage: the same image is trained on and tested on).
-
-    Args:
-        index_or_root: an indexed root, or a dataset root to index (hashes only, no decoding).
-        splits: the two splits to compare.
-        task: which task's images to compare.
-        class_name_map: extra class spellings, when a root is given.
-
-    Returns:
-        Groups of byte-identical image paths with members in both splits.
-    """
-    index = index_or_root
-    if not isinstance(index, DatasetIndex):
-        from brain_mtl.data.index import index_dataset  # the index itself imports this module
-
-        index = index_dataset(index, class_name_map=class_name_map, decode=False)
-    return [
-        sorted(r.path for r in group)
-        for group in duplicate_groups(index, task, splits)
-        if {r.split for r in group} >= set(splits)
-    ]
-
-
 def check_duplicates(records: Sequence[ImageRecord], problems: list[Problem]) -> None:
     """Byte-identical classification images must share a label (error); ones spanning splits are reported.
 
@@ -168,3 +140,8 @@ def check_duplicates(records: Sequence[ImageRecord], problems: list[Problem]) ->
                     "warning",
                 )
             )
+
+
+def __getattr__(name: str) -> Any:
+    # cross_split_duplicates indexes a root when given one: it lives in brain_mtl.data.index, which imports this module.
+    return moved_attribute(__name__, name, {"cross_split_duplicates": "brain_mtl.data.index:cross_split_duplicates"})

@@ -1,11 +1,5 @@
-"""The one error type the data code raises for a bad dataset folder or file."""
+"""The data code's error type: :class:`brain_mtl.errors.DatasetError`, importable from here too."""
 
-from __future__ import annotations
+from brain_mtl.errors import DatasetError
 
-
-class DatasetError(ValueError):
-    """A dataset folder or file is unusable.
-
-    The message lists every problem found, one per line, each naming the file and saying how to fix it, so
-    that a user can repair a whole folder in one pass instead of one error per run.
-    """
+__all__ = ["DatasetError"]

@@ -27,7 +27,7 @@ from brain_mtl.data.checks import (
     image_files,
     split_dirs,
 )
-from brain_mtl.data.duplicates import check_duplicates
+from brain_mtl.data.duplicates import check_duplicates, duplicate_groups
 from brain_mtl.data.inspection import inspect_files, report_file
 from brain_mtl.data.layout import (
     CLASSIFICATION_TASK,
@@ -42,7 +42,7 @@ from brain_mtl.data.layout import (
 )
 from brain_mtl.data.records import DatasetIndex, FoundImage, ImageRecord, Problem
 
-__all__ = ["Twins", "index_dataset"]
+__all__ = ["Twins", "cross_split_duplicates", "index_dataset"]
 
 
 class Twins:
@@ -414,3 +414,30 @@ def _label_segmentation(records: list[ImageRecord], problems: list[Problem]) -> 
                     )
         out.append(r)
     return out
+
+
+def cross_split_duplicates(
+    index_or_root: DatasetIndex | str | os.PathLike,
+    splits: tuple[str, str] = ("train", "test"),
+    task: str = "classification",
+    class_name_map: Mapping[str, str] | None = None,
+) -> list[list[Path]]:
+    """Duplicate groups that span two splits (leakage: the same image is trained on and tested on).
+
+    Args:
+        index_or_root: an indexed root, or a dataset root to index (hashes only, no decoding).
+        splits: the two splits to compare.
+        task: which task's images to compare.
+        class_name_map: extra class spellings, when a root is given.
+
+    Returns:
+        Groups of byte-identical image paths with members in both splits.
+    """
+    index = index_or_root
+    if not isinstance(index, DatasetIndex):
+        index = index_dataset(index, class_name_map=class_name_map, decode=False)
+    return [
+        sorted(r.path for r in group)
+        for group in duplicate_groups(index, task, splits)
+        if {r.split for r in group} >= set(splits)
+    ]

@@ -27,6 +27,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
+from brain_mtl.data.grouping import linked_groups
 from brain_mtl.data.records import DatasetIndex, ImageRecord
 
 __all__ = [
@@ -123,22 +124,9 @@ def group_near_duplicates(
         Groups of two or more items, in the order of their first member.
     """
     hashed = [(i, h) for i, h in ((i, phash(item)) for i, item in enumerate(items)) if h is not None]
-    parent = list(range(len(items)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b, _ in near_duplicate_pairs([h for _, h in hashed], max_distance):
-        root_a, root_b = find(hashed[a][0]), find(hashed[b][0])
-        if root_a != root_b:
-            parent[max(root_a, root_b)] = min(root_a, root_b)
-    groups: dict[int, list[T]] = {}
-    for i, _ in hashed:
-        groups.setdefault(find(i), []).append(items[i])
-    return [group for _, group in sorted(groups.items()) if len(group) >= 2]
+    pairs = near_duplicate_pairs([h for _, h in hashed], max_distance)
+    links = ((hashed[a][0], hashed[b][0]) for a, b, _ in pairs)
+    return [[items[i] for i in group] for group in linked_groups(len(items), links) if len(group) >= 2]
 
 
 def near_duplicate_groups(

@@ -11,6 +11,7 @@ import numpy as np
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.data.io import read_image, read_mask
 from brain_mtl.data.layout import class_folders, classification_split_dir, is_image, parse_name, segmentation_dirs
+from brain_mtl.data.transforms import build_resize
 from brain_mtl.viz import sample_grid
 
 __all__ = ["dataset_preview"]
@@ -58,4 +59,5 @@ def dataset_preview(
             view = "" if view == "?" else view
             items.append((image, mask, f"{view} {image.shape[1]}x{image.shape[0]}"))
         rows.append((name, items))
-    return sample_grid(rows, tile=tile)
+    letterbox = build_resize(tile, keep_aspect=True)  # the pipeline's own letterbox
+    return sample_grid(rows, lambda image: letterbox(image=image)["image"], tile=tile)

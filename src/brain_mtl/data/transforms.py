@@ -31,12 +31,14 @@ import numpy as np
 import torch
 
 from brain_mtl.data.io import read_image, read_mask  # noqa: F401  (re-exported: one place to import from)
+from brain_mtl.models.encoders import PIPELINE_MEAN, PIPELINE_STD
+from brain_mtl.models.postprocess import to_original_size  # noqa: F401  (the inverse of build_resize, re-exported)
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-"""Per-channel mean of the normalisation (RGB, 0-1 scale), as in the reference notebook."""
+IMAGENET_MEAN: tuple[float, float, float] = PIPELINE_MEAN
+"""Per-channel mean of the normalisation (RGB, 0-1 scale): :data:`brain_mtl.models.encoders.PIPELINE_MEAN`."""
 
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-"""Per-channel standard deviation of the normalisation (RGB, 0-1 scale)."""
+IMAGENET_STD: tuple[float, float, float] = PIPELINE_STD
+"""Per-channel standard deviation (RGB, 0-1 scale): :data:`brain_mtl.models.encoders.PIPELINE_STD`."""
 
 AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "default", "strong")
 """Accepted values of ``augment``."""
@@ -141,32 +143,3 @@ def denormalize(image: torch.Tensor | np.ndarray) -> np.ndarray:
     std = np.asarray(IMAGENET_STD, dtype=np.float32)[:, None, None]
     rgb = (image * std + mean) * 255.0
     return np.clip(rgb + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0).copy()
-
-
-def to_original_size(
-    array: np.ndarray,
-    orig_size: tuple[int, int] | torch.Tensor,
-    keep_aspect: bool = False,
-    interpolation: int = cv2.INTER_LINEAR,
-) -> np.ndarray:
-    """Map a network-sized map (mask probabilities, an overlay) back onto the original image grid.
-
-    Undoes :func:`build_resize`: with ``keep_aspect`` the centred padding is cropped off before resizing.
-
-    Args:
-        array: ``(S, S)`` or ``(S, S, C)`` array at the network's square size.
-        orig_size: ``(H, W)`` of the file on disk (the sample's ``"orig_size"``).
-        keep_aspect: whether the pipeline kept the aspect ratio.
-        interpolation: OpenCV interpolation (``cv2.INTER_NEAREST`` for label maps).
-
-    Returns:
-        ``(H, W)`` or ``(H, W, C)`` array.
-    """
-    height, width = (int(v) for v in (orig_size.tolist() if isinstance(orig_size, torch.Tensor) else orig_size))
-    side = array.shape[0]
-    if keep_aspect:
-        scale = side / max(height, width)
-        inner_h, inner_w = max(1, round(height * scale)), max(1, round(width * scale))
-        top, left = (side - inner_h) // 2, (array.shape[1] - inner_w) // 2
-        array = array[top : top + inner_h, left : left + inner_w]
-    return cv2.resize(array, (width, height), interpolation=interpolation)

@@ -3,40 +3,40 @@
 ``python -m brain_mtl test`` writes it through the :class:`~brain_mtl.callbacks.EvaluationReport` callback, from
 the per-image statistics the test step returns: :mod:`~brain_mtl.evaluation.records` gathers them,
 :mod:`~brain_mtl.evaluation.build` computes the :class:`~brain_mtl.evaluation.report.Report`,
-:mod:`~brain_mtl.evaluation.render` writes it. :func:`evaluate` does all of it for a module and a datamodule in a
-notebook. See ``docs/evaluation.md``.
+:mod:`~brain_mtl.evaluation.render` writes it; :mod:`~brain_mtl.evaluation.metrics` holds the per-image figures and
+:mod:`~brain_mtl.evaluation.leakage` the images a test split shares with train. :func:`brain_mtl.callbacks.evaluate`
+does all of it for a module and a datamodule in a notebook. Nothing here imports Lightning. See
+``docs/evaluation.md``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from brain_mtl import moved_attribute
 from brain_mtl.evaluation.build import build_report
-from brain_mtl.evaluation.leakage import cross_split_duplicates
+from brain_mtl.evaluation.leakage import leaked_duplicates
 from brain_mtl.evaluation.records import ImageRecords
 from brain_mtl.evaluation.render import report_markdown, write_report
 from brain_mtl.evaluation.report import CONVENTIONS, Report, forward_convention
-
-if TYPE_CHECKING:
-    from brain_mtl.callbacks.report import evaluate
 
 __all__ = [
     "CONVENTIONS",
     "ImageRecords",
     "Report",
     "build_report",
-    "cross_split_duplicates",
-    "evaluate",
     "forward_convention",
+    "leaked_duplicates",
     "report_markdown",
     "write_report",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # evaluate runs a Lightning test loop: imported on first use, so the report code stays free of Lightning.
-    if name == "evaluate":
-        from brain_mtl.callbacks.report import evaluate
+_MOVED = {
+    "evaluate": "brain_mtl.callbacks.report:evaluate",  # a Lightning test loop: a face, above the report code
+    "cross_split_duplicates": "brain_mtl.evaluation.leakage:leaked_duplicates",  # one name, one thing
+}
 
-        return evaluate
-    raise AttributeError(f"module 'brain_mtl.evaluation' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    return moved_attribute(__name__, name, _MOVED)

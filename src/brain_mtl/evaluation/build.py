@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from brain_mtl import metrics as M
+from brain_mtl import __version__
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
+from brain_mtl.evaluation import metrics as M
 from brain_mtl.evaluation import statistics as S
 from brain_mtl.evaluation.records import ImageRecords
 from brain_mtl.evaluation.report import (
@@ -33,10 +34,10 @@ from brain_mtl.evaluation.report import (
     Variant,
     forward_convention,
 )
-from brain_mtl.postprocess import gate_veto
+from brain_mtl.models.postprocess import gate_veto
 
 if TYPE_CHECKING:
-    from brain_mtl.inference.tta import TTAMode
+    from brain_mtl.models.tta import TTAMode
 
 __all__ = ["build_report"]
 
@@ -63,11 +64,11 @@ def _figures(counts: np.ndarray, hd: np.ndarray, truth_area: np.ndarray, pred_ar
         dice_pooled=float(M.pooled_dice(tp, fp, fn)) if n else nan,
         iou_pooled=float(M.pooled_iou(tp, fp, fn)) if n else nan,
         pixel_accuracy_pooled=float(M.pixel_accuracy(tp.sum(), fp.sum(), fn.sum(), tn.sum())) if n else nan,
-        dice_per_image=S.summarize(M.dice_score(tp, fp, fn) if n else np.zeros(0)),
-        iou_per_image=S.summarize(M.iou_score(tp, fp, fn) if n else np.zeros(0)),
+        dice_per_image=S.summary_statistics(M.dice_score(tp, fp, fn) if n else np.zeros(0)),
+        iou_per_image=S.summary_statistics(M.iou_score(tp, fp, fn) if n else np.zeros(0)),
         pixel_accuracy_per_image_mean=float(np.mean(M.pixel_accuracy(tp, fp, fn, tn))) if n else nan,
         hd95_px={
-            **S.summarize(hd),
+            **S.summary_statistics(hd),
             "n_both_empty": int(((truth_area == 0) & (pred_area == 0)).sum()),
             "n_undefined_one_empty": int(((truth_area == 0) != (pred_area == 0)).sum()),
         },
@@ -250,7 +251,7 @@ def build_report(
         records: per-image numbers (gathered from the test steps, or :meth:`ImageRecords.from_masks`).
         class_names: class names in index order.
         no_tumor: index of the healthy class.
-        mask_gate: also compute the 'gated' section (:func:`brain_mtl.postprocess.gate_veto`: masks emptied when
+        mask_gate: also compute the 'gated' section (:func:`brain_mtl.models.postprocess.gate_veto`: masks emptied when
             the class head says no tumour, or when smaller than ``gate_min_area``).
         gate_min_area: the gate also empties predicted masks smaller than this many pixels (0: class veto only).
         false_mask_min_area: smallest predicted area (pixels) that counts as a mask on a no-tumour image.
@@ -270,8 +271,6 @@ def build_report(
     Returns:
         The :class:`Report`.
     """
-    from brain_mtl import __version__
-
     n = len(records)
     labels = records.labels
     boot = {"n_resamples": bootstrap, "seed": seed}

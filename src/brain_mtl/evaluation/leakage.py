@@ -17,7 +17,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from brain_mtl.data.datamodule import BrainTumorDataModule
 from brain_mtl.data.duplicates import duplicate_groups, find_duplicates
 from brain_mtl.data.index import index_dataset
 from brain_mtl.data.near_duplicates import NEAR_DUPLICATE_DISTANCE, hamming_distances
@@ -25,18 +24,36 @@ from brain_mtl.data.records import DatasetIndex
 
 __all__ = [
     "TRAINING_SPLITS",
+    "IndexedDataModule",
     "TrainingImageList",
-    "cross_split_duplicates",
     "datamodule_duplicates",
     "datamodule_near_duplicates",
     "index_duplicates",
     "index_near_duplicates",
+    "leaked_duplicates",
 ]
 
 TRAINING_SPLITS = ("train", "val")
 """Splits whose images come from the dataset's training folder (validation is carved from it)."""
 
 _METHOD = "Compared by file size, then content hash, with the classification images of the training folder."
+
+
+@runtime_checkable
+class IndexedDataModule(Protocol):
+    """A datamodule with a dataset index, as :class:`~brain_mtl.data.BrainTumorDataModule` is.
+
+    Recognised by its attributes, so that the report code needs no Lightning.
+
+    Attributes:
+        index: the dataset index after ``setup`` (None before).
+        dataset_root: the folder indexed when ``index`` is None.
+        class_name_map: extra class spellings of the folder.
+    """
+
+    index: DatasetIndex | None
+    dataset_root: Path
+    class_name_map: dict[str, str] | None
 
 
 @runtime_checkable
@@ -53,7 +70,7 @@ class TrainingImageList(Protocol):
     train_image_paths: Sequence[str | os.PathLike]
 
 
-def cross_split_duplicates(
+def leaked_duplicates(
     train_paths: Iterable[str | os.PathLike], evaluated_paths: Iterable[str | os.PathLike]
 ) -> list[dict[str, list[str]]]:
     """Groups of byte-identical files that occur in both lists.
@@ -86,7 +103,7 @@ def index_duplicates(index: DatasetIndex, split: str = "test") -> list[dict[str,
         split: the evaluated split.
 
     Returns:
-        ``{"train": [...], "evaluated": [...]}`` dicts as in :func:`cross_split_duplicates`; ``train`` holds the
+        ``{"train": [...], "evaluated": [...]}`` dicts as in :func:`leaked_duplicates`; ``train`` holds the
         images of the ``train`` and ``val`` splits other than ``split``.
     """
     groups = []
@@ -99,7 +116,7 @@ def index_duplicates(index: DatasetIndex, split: str = "test") -> list[dict[str,
 
 
 def datamodule_duplicates(
-    datamodule: BrainTumorDataModule | TrainingImageList, split: str, evaluated_paths: Iterable[str]
+    datamodule: IndexedDataModule | TrainingImageList, split: str, evaluated_paths: Iterable[str]
 ) -> tuple[list[dict[str, list[str]]] | None, str]:
     """Find the leakage groups of an evaluated datamodule.
 
@@ -117,7 +134,7 @@ def datamodule_duplicates(
         (groups, note): groups is None when nothing could be compared; the note says how or why not.
     """
     try:
-        if isinstance(datamodule, BrainTumorDataModule):
+        if isinstance(datamodule, IndexedDataModule):
             index = datamodule.index
             if index is None:
                 root = datamodule.dataset_root
@@ -126,7 +143,7 @@ def datamodule_duplicates(
                 index = index_dataset(root, class_name_map=datamodule.class_name_map, decode=False)
             return index_duplicates(index, split), _METHOD
         if isinstance(datamodule, TrainingImageList):
-            return cross_split_duplicates(datamodule.train_image_paths, evaluated_paths), _METHOD
+            return leaked_duplicates(datamodule.train_image_paths, evaluated_paths), _METHOD
     except OSError as err:
         return None, f"Not checked: {err}"
     return None, (
@@ -189,7 +206,7 @@ def datamodule_near_duplicates(
     Returns:
         (rows, note): rows is None when nothing could be compared; the note says how or why not.
     """
-    index = getattr(datamodule, "index", None) if isinstance(datamodule, BrainTumorDataModule) else None
+    index = datamodule.index if isinstance(datamodule, IndexedDataModule) else None
     if index is None:
         return None, "Near-duplicates not checked: no decoded dataset index (a BrainTumorDataModule after setup)."
     rows = index_near_duplicates(index, split, max_distance)

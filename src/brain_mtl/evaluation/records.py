@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from brain_mtl.classes import CLASS_NAMES
-from brain_mtl.metrics import ImageStats, image_stats
+from brain_mtl.evaluation.metrics import ImageStats, image_stats
 
 __all__ = ["ImageRecords"]
 
@@ -23,7 +23,7 @@ class ImageRecords:
     """A few numbers per evaluated image (N images, C classes); no masks are kept.
 
     Built batch by batch from the :class:`~brain_mtl.metrics.ImageStats` that
-    :meth:`BrainTumorModule.test_step <brain_mtl.module.BrainTumorModule.test_step>` returns (the
+    :meth:`BrainTumorModule.test_step <brain_mtl.task.module.BrainTumorModule.test_step>` returns (the
     :class:`~brain_mtl.callbacks.EvaluationReport` callback does it), or from full masks with :meth:`from_masks`.
 
     Attributes:

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from brain_mtl import jsonsafe
 from brain_mtl.evaluation.report import Report
-from brain_mtl.files import atomic_path, atomic_write_text, csv_cell
+from brain_mtl.files import atomic_path, atomic_write_text, csv_cell, json_dumps, json_ready
 from brain_mtl.viz import confusion_matrix_image, write_png
 
 __all__ = ["report_markdown", "write_report"]
@@ -96,7 +95,7 @@ def report_markdown(report: Report | dict) -> str:
     ``report.json`` holds.
     """
     if isinstance(report, Report):
-        report = jsonsafe.json_ready(report.to_dict())
+        report = json_ready(report.to_dict())
     meta, cls = report["meta"], report["classification"]
     lines = ["# Evaluation report", ""]
     if meta.get("data_synthetic"):
@@ -114,7 +113,11 @@ def report_markdown(report: Report | dict) -> str:
             "unknown" if synthetic is None else "yes (written by the brain_mtl generator)" if synthetic else "no",
         ),
         ("split", meta.get("split", "n/a")),
-        ("checkpoint", meta.get("ckpt_path") or "n/a"),
+        (
+            ("ensemble", f"{meta['ensemble']}: the averaged probabilities of {', '.join(meta['ensemble_members'])}")
+            if meta.get("ensemble")
+            else ("checkpoint", meta.get("ckpt_path") or "n/a")
+        ),
         ("created (UTC)", meta["created_utc"]),
         ("test images", meta["n_images"]),
         ("images with a known mask", meta["n_images_with_mask"]),
@@ -258,8 +261,8 @@ def write_report(report: Report, out_dir: str | Path) -> tuple[Path, Path]:
     body = dict(content)
     body["per_image"] = "per_image.csv"
     json_path, md_path = out / "report.json", out / "report.md"
-    atomic_write_text(json_path, jsonsafe.dumps(body, indent=2) + "\n")
-    atomic_write_text(md_path, report_markdown(jsonsafe.json_ready(body)))
+    atomic_write_text(json_path, json_dumps(body, indent=2) + "\n")
+    atomic_write_text(md_path, report_markdown(json_ready(body)))
     cm = content["classification"]["confusion_matrix"]
     image = confusion_matrix_image(np.asarray(cm["counts"]), cm["classes"])
     write_png(out / "confusion_matrix.png", image)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from brain_mtl.inference.tta import TTAMode
+    from brain_mtl.models.tta import TTAMode
 
 __all__ = [
     "CONVENTIONS",

@@ -1,7 +1,7 @@
 """Statistics of the evaluation report: summaries of per-image values, size terciles, bootstrap intervals.
 
 Small NumPy functions, each checked against a hand computation in the tests; the metrics themselves are in
-:mod:`brain_mtl.metrics`.
+:mod:`brain_mtl.evaluation.metrics`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "size_terciles", "summarize"]
+__all__ = ["bootstrap_ci", "size_terciles", "summary_statistics"]
 
 
-def summarize(values) -> dict[str, float | int]:
+def summary_statistics(values) -> dict[str, float | int]:
     """Mean, sample sd (ddof=1), median, min and max of the finite values, and how many there were.
 
     NaN values (e.g. undefined HD95) are left out; ``n`` counts the values used and ``n_excluded`` the NaNs.

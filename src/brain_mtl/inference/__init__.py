@@ -26,16 +26,16 @@ the views, their inverses, the averaging; also used by the evaluation report), `
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
+from brain_mtl import moved_attribute
 from brain_mtl.inference.checkpoint import LoadedCheckpoint, load_checkpoint
 from brain_mtl.inference.inputs import collect_inputs
 from brain_mtl.inference.outputs import OutputWriter
 from brain_mtl.inference.prediction import Failure, NonFiniteOutputError, Prediction, build_prediction
 from brain_mtl.inference.predictor import Predictor
 from brain_mtl.inference.preprocessing import Preprocessing
-from brain_mtl.inference.tta import TTA_MODES, tta_probs
+from brain_mtl.models.tta import TTA_MODES, tta_probs
 
 __all__ = [
     "TTA_MODES",
@@ -54,21 +54,11 @@ __all__ = [
 
 
 _MOVED = {
-    "PredictionWriter": "brain_mtl.callbacks",
-    "predict_images_main": "brain_mtl.commands.predict_images",
+    "PredictionWriter": "brain_mtl.callbacks:PredictionWriter",
+    "predict_images_main": "brain_mtl.commands.predict_images:predict_images_main",
 }
 """Names that lived here before; they still resolve (with a DeprecationWarning) for existing configs and scripts."""
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        import importlib
-
-        home = _MOVED[name]
-        warnings.warn(
-            f"brain_mtl.inference.{name} moved to {home}.{name}; import it from there",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(home), name)
-    raise AttributeError(f"module 'brain_mtl.inference' has no attribute {name!r}")
+    return moved_attribute(__name__, name, _MOVED)

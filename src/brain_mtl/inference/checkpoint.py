@@ -1,4 +1,13 @@
-"""Restore a network for prediction from a Lightning checkpoint or a state-dict file."""
+"""Restore a network for prediction from a Lightning checkpoint, a state-dict file or an ensemble file.
+
+An ensemble file (``.yaml``, as ``python -m brain_mtl cv`` writes it, or by hand) lists checkpoints whose averaged
+probabilities are the prediction::
+
+    ensemble:
+      members: [fold0/checkpoints/best.ckpt, fold1/checkpoints/best.ckpt]   # relative to the file's folder
+
+It is accepted wherever one checkpoint is: ``predict-images``, ``export`` and the app.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +16,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+import yaml
 from torch import Tensor, nn
 
+from brain_mtl.checkpoints import (  # the moved names stay importable from here for one release
+    STATE_DICT_CONFIG_KEY,
+    class_names_for,
+    first_non_finite,
+    is_remote,
+    read_checkpoint,
+    state_dict_config,
+)
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.errors import CheckpointError
 from brain_mtl.inference.preprocessing import DEFAULT_IMAGE_SIZE, Preprocessing
+from brain_mtl.models import EnsembleNet, UNet
+from brain_mtl.models.reference import to_reference_keys
+from brain_mtl.task.module import BrainTumorModule
 
 __all__ = [
+    "ENSEMBLE_SUFFIXES",
     "STATE_DICT_CONFIG_KEY",
     "LoadedCheckpoint",
     "class_names_for",
+    "ensemble_members",
+    "first_non_finite",
+    "is_ensemble_file",
+    "is_remote",
     "load_checkpoint",
     "read_checkpoint",
     "state_dict_config",
 ]
-
-STATE_DICT_CONFIG_KEY = "brain_mtl_unet"
-"""Where ``export --format state_dict`` records the architecture: ``state_dict._metadata[""][KEY]``, a dict of
-``UNet`` constructor arguments (PyTorch keeps per-module versions in ``_metadata``; ``torch.save`` and
-``torch.load(weights_only=True)`` keep it)."""
-
-
-def class_names_for(num_classes: int) -> tuple[str, ...]:
-    """The library's class names for a 4-class head, else ``class_0``, ``class_1``, ..."""
-    if num_classes == len(CLASS_NAMES):
-        return tuple(CLASS_NAMES)
-    return tuple(f"class_{i}" for i in range(num_classes))
 
 
 @dataclass
@@ -47,6 +60,8 @@ class LoadedCheckpoint:
         class_names: the class names, in logit order.
         module: the LightningModule for Lightning checkpoints, else None.
         source: the file read.
+        members: for an ensemble file, its members' checkpoints (the model is an
+            :class:`~brain_mtl.models.EnsembleNet`); empty for one checkpoint.
     """
 
     model: nn.Module
@@ -55,67 +70,11 @@ class LoadedCheckpoint:
     class_names: tuple[str, ...] = tuple(CLASS_NAMES)
     module: Any = None
     source: str = ""
-
-
-def _torch_load(path: Path, weights_only: bool) -> Any:
-    try:
-        # mmap: tensors are not read here; a Lightning checkpoint's weights are read once, by load_from_checkpoint.
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=weights_only)  # legacy (non-zip) format
-
-
-def is_remote(path: str | os.PathLike) -> bool:
-    """Whether a checkpoint path is a URL (``https://...``, ``s3://...``) rather than a local file."""
-    return "://" in str(path) and not str(path).startswith("file://")
-
-
-def _usable_size(path: Path) -> int:
-    """A file's size, 0 for what cannot be stat-ed (a dangling link, a link loop, no permission)."""
-    try:
-        return path.stat().st_size if path.is_file() else 0
-    except OSError:
-        return 0
-
-
-def _other_checkpoints(path: Path) -> str:
-    """A hint naming the other checkpoints beside ``path`` (never raises: it only decorates another error)."""
-    try:
-        siblings = list(path.parent.glob("*.ckpt"))
-    except OSError:
-        return ""
-    others = sorted(p.name for p in siblings if p != path and _usable_size(p) > 0)
-    if not others:
-        return "There is no other checkpoint in its folder."
-    return f"Other checkpoints in {path.parent}: {', '.join(others[:6])}{' ...' if len(others) > 6 else ''}."
-
-
-def _state_dict_of(content: dict[str, Any]) -> dict[str, Any]:
-    state = content.get("state_dict")
-    if isinstance(state, dict):
-        return state
-    return {k: v for k, v in content.items() if isinstance(v, Tensor)}
-
-
-def state_dict_config(state_dict: Any) -> dict[str, Any] | None:
-    """The ``UNet`` arguments an ``export --format state_dict`` file records (see :data:`STATE_DICT_CONFIG_KEY`).
-
-    Returns:
-        The arguments, or None when the state dict does not carry them (a plain ``dict(state_dict)`` loses them).
-    """
-    metadata = getattr(state_dict, "_metadata", None)
-    root = metadata.get("") if isinstance(metadata, dict) else None
-    config = root.get(STATE_DICT_CONFIG_KEY) if isinstance(root, dict) else None
-    return dict(config) if isinstance(config, dict) else None
+    members: tuple[str, ...] = ()
 
 
 def _unet_from_state_dict(path: Path, state: dict[str, Tensor]) -> nn.Module:
     """A UNet holding a flat state dict: built from the recorded architecture, else read from reference keys."""
-    from brain_mtl.models import UNet
-    from brain_mtl.models.reference import to_reference_keys
-
     config = state_dict_config(state)
     if config is not None:
         model = UNet(**config)
@@ -137,74 +96,64 @@ def _unet_from_state_dict(path: Path, state: dict[str, Tensor]) -> nn.Module:
     return UNet.from_reference(state).eval()
 
 
-def first_non_finite(state_dict: dict[str, Any]) -> str | None:
-    """Key of the first floating-point tensor holding NaN or infinity, else None."""
-    for key, value in state_dict.items():
-        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            return key
-    return None
+ENSEMBLE_SUFFIXES = (".yaml", ".yml")
+"""File suffixes read as ensemble files rather than checkpoints."""
 
 
-def read_checkpoint(path: str | os.PathLike, *, weights_only: bool = True) -> dict[str, Any]:
-    """Read a checkpoint file safely and check that it can be used; the one reader of the command line.
+def is_ensemble_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names an ensemble file (by its suffix)."""
+    return Path(path).suffix.lower() in ENSEMBLE_SUFFIXES
 
-    Args:
-        path: a local file, or a URL (``https://``, ``s3://``: read through Lightning, also with
-            ``weights_only``).
-        weights_only: refuse pickled objects other than tensors and plain types (``torch.load(weights_only=True)``),
-            so that a crafted file cannot run code. Set False only for a file you trust.
 
-    Returns:
-        The file's content (a Lightning checkpoint or a state dict).
+def ensemble_members(path: str | os.PathLike) -> list[Path]:
+    """The member checkpoints an ensemble file lists, relative paths resolved against the file's folder.
 
     Raises:
-        CheckpointError: one line naming the file, the cause (missing, empty, incomplete or corrupt, refused as
-            unsafe, non-finite weights) and what to do.
+        CheckpointError: the file is not an ensemble file (``ensemble: members: [...]``), or a member is missing.
     """
-    source = str(path)
-    local = None if is_remote(path) else Path(source.removeprefix("file://"))
-    if local is not None:
-        if not local.is_file():
-            if local.is_symlink():
-                raise CheckpointError(
-                    f"{local}: a link that leads to no file ({os.readlink(local)}: missing, or a loop of links). "
-                    "Point it at the checkpoint, or give the checkpoint's own path."
-                )
-            raise CheckpointError(f"{local}: no such checkpoint file{' (it is a folder)' if local.is_dir() else ''}.")
-        if local.stat().st_size == 0:
-            raise CheckpointError(
-                f"{local} is empty (0 bytes): the process writing it was probably killed. {_other_checkpoints(local)}"
-            )
+    path = Path(path)
     try:
-        if local is not None:
-            content = _torch_load(local, weights_only)
-        else:
-            from lightning.fabric.utilities.cloud_io import _load
-
-            content = _load(source, map_location="cpu", weights_only=weights_only)
-    except Exception as error:  # torch raises several types for refusals and for damaged files
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        if "weights only load failed" in str(error).lower():
-            raise CheckpointError(
-                f"{source}: refused: it holds pickled objects besides weights, and unpickling them could run code "
-                f"({first_line}). Use checkpoints written by brain_mtl or Lightning; load a file you trust and "
-                "need anyway with weights_only=False (--weights_only false)."
-            ) from error
-        hint = _other_checkpoints(local) if local is not None else ""
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CheckpointError(f"{path}: cannot read it as an ensemble file ({error})") from error
+    members = (content.get("ensemble") or {}).get("members") if isinstance(content, dict) else None
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise CheckpointError(
-            f"{source}: cannot read it as a checkpoint: it is incomplete or corrupt, or not a PyTorch file "
-            f"({type(error).__name__}: {first_line}). {hint}".rstrip()
-        ) from error
-    if not isinstance(content, dict):
-        raise CheckpointError(f"{source}: expected a checkpoint or state dict, found a {type(content).__name__}.")
-    bad = first_non_finite(_state_dict_of(content))
-    if bad is not None:
-        hint = _other_checkpoints(local) if local is not None else ""
-        raise CheckpointError(
-            f"{source} holds non-finite weights (NaN or infinity in {bad}): it was written by a run that diverged "
-            f"and cannot predict. {hint}".rstrip()
+            f"{path}: not an ensemble file: expected `ensemble: {{members: [checkpoint, ...]}}` (as "
+            "`python -m brain_mtl cv` writes it), with one checkpoint path per member"
         )
-    return content
+    paths = [(path.parent / member) if not Path(member).is_absolute() else Path(member) for member in members]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise CheckpointError(f"{path}: member checkpoint(s) missing: {', '.join(missing)}")
+    return paths
+
+
+def _load_ensemble(path: Path, **options: Any) -> LoadedCheckpoint:
+    """Every member loaded as by :func:`load_checkpoint`; they must agree on classes, input size and threshold."""
+    paths = ensemble_members(path)
+    loaded = [load_checkpoint(member, **options) for member in paths]
+    first = loaded[0]
+    for member, item in zip(paths[1:], loaded[1:], strict=True):
+        for what, mine, theirs in (
+            ("classes", item.class_names, first.class_names),
+            ("input (image size, letterbox)", item.preprocessing, first.preprocessing),
+            ("mask threshold", item.mask_threshold, first.mask_threshold),
+        ):
+            if mine != theirs:
+                raise CheckpointError(
+                    f"{path}: member {member} differs from the first member {paths[0]} in its {what}: {mine} "
+                    f"against {theirs}. An ensemble's members must predict the same classes from the same input."
+                )
+    return LoadedCheckpoint(
+        model=EnsembleNet([item.model for item in loaded]).eval(),
+        preprocessing=first.preprocessing,
+        mask_threshold=first.mask_threshold,
+        class_names=first.class_names,
+        module=None,
+        source=str(path),
+        members=tuple(str(p) for p in paths),
+    )
 
 
 def load_checkpoint(
@@ -216,7 +165,10 @@ def load_checkpoint(
     model_class: type | None = None,
     weights_only: bool = True,
 ) -> LoadedCheckpoint:
-    """Restore a network from a Lightning checkpoint, a ``state_dict`` export, or a reference-notebook file.
+    """Restore a network from a checkpoint, a ``state_dict`` export, a reference-notebook file or an ensemble file.
+
+    For an ensemble file (:func:`ensemble_members`) every member is loaded so, and the network is their
+    :class:`~brain_mtl.models.EnsembleNet`.
 
     Preprocessing comes from the checkpoint (``datamodule_hyper_parameters``: ``image_size``, ``keep_aspect``),
     the threshold from the module's ``mask_threshold``; arguments given here override them. State-dict files
@@ -230,7 +182,7 @@ def load_checkpoint(
         keep_aspect: letterbox instead of stretching.
         mask_threshold: mask probability threshold.
         model_class: the LightningModule class of the checkpoint (a research subclass); default
-            :class:`~brain_mtl.module.BrainTumorModule`.
+            :class:`~brain_mtl.task.module.BrainTumorModule`.
         weights_only: read the file with ``torch.load(weights_only=True)``, which refuses pickled code. Set False
             only for a checkpoint you trust that holds other objects.
 
@@ -246,14 +198,15 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if is_ensemble_file(path):
+        options = {"image_size": image_size, "keep_aspect": keep_aspect, "mask_threshold": mask_threshold}
+        return _load_ensemble(path, **options, model_class=model_class, weights_only=weights_only)
     content = read_checkpoint(path, weights_only=weights_only)
 
     data_hparams: dict[str, Any] = {}
     module = None
     threshold_default = 0.5
     if "state_dict" in content and "hyper_parameters" in content:
-        from brain_mtl.module import BrainTumorModule
-
         cls = model_class or BrainTumorModule
         module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=weights_only)
         module.eval()

@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor, nn
 
+from brain_mtl.checkpoints import STATE_DICT_CONFIG_KEY
+from brain_mtl.models import config_of
+
 if TYPE_CHECKING:
     from brain_mtl.inference.checkpoint import LoadedCheckpoint
 
@@ -120,7 +123,7 @@ def export_onnx(
     wrapper = OnnxExportWrapper(model)
     was_training = model.training
     wrapper.eval()
-    example = torch.randn(1, int(getattr(model, "in_channels", 3)), height, width)
+    example = torch.randn(1, _in_channels(model), height, width)
     try:
         example = example.to(next(model.parameters()).device)
     except StopIteration:
@@ -244,7 +247,7 @@ def check_onnx(
     was_training = model.training
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    in_channels = int(getattr(model, "in_channels", 3))
+    in_channels = _in_channels(model)
     diffs: dict[tuple[int, int, int], float] = {}
     try:
         model.eval()
@@ -298,28 +301,20 @@ def parity_error(diffs: dict[tuple[int, int, int], float], atol: float) -> str |
 
 
 def unet_config(model: nn.Module) -> dict[str, Any]:
-    """The :class:`~brain_mtl.models.UNet` constructor arguments that rebuild a network's architecture.
+    """The :class:`~brain_mtl.models.UNet` constructor arguments that rebuild a network: ``model.config.arguments()``.
 
-    ``in_channels``, ``num_classes``, ``attention``, ``classifier_hidden``, and ``base_channels`` and ``depth`` for
-    the reference encoder or ``encoder`` (the timm model name) for a timm one; ``UNet(**unet_config(model))``
-    takes ``model.state_dict()``. Attributes the model lacks are left out.
+    ``UNet(**unet_config(model))`` takes ``model.state_dict()``.
+
+    Raises:
+        ValueError: the network is not a brain_mtl UNet (a research network has no recorded architecture).
     """
-    config: dict[str, Any] = {}
-    for key in ("in_channels", "num_classes"):
-        if hasattr(model, key):
-            config[key] = int(getattr(model, key))
-    encoder = str(getattr(model, "encoder_name", "reference"))
-    if encoder == "reference":
-        config.update({key: int(getattr(model, key)) for key in ("base_channels", "depth") if hasattr(model, key)})
-    if hasattr(model, "attention"):
-        config["attention"] = bool(model.attention)
-    head = getattr(model, "classification_head", None)
-    first_linear = next((m for m in head.modules() if isinstance(m, nn.Linear)), None) if head is not None else None
-    if first_linear is not None:
-        config["classifier_hidden"] = int(first_linear.out_features)
-    if encoder != "reference":
-        config["encoder"] = encoder
-    return config
+    config = config_of(model)
+    if config is None:
+        raise ValueError(
+            f"{type(model).__name__} is not a brain_mtl UNet: its architecture cannot be recorded; save its "
+            "state_dict with torch.save and rebuild it with its own class"
+        )
+    return config.arguments()
 
 
 def export_state_dict(model: nn.Module, path: str | os.PathLike) -> Path:
@@ -333,8 +328,6 @@ def export_state_dict(model: nn.Module, path: str | os.PathLike) -> Path:
     reference encoder, from the weights).
     """
     from collections import OrderedDict
-
-    from brain_mtl.inference.checkpoint import STATE_DICT_CONFIG_KEY
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -382,6 +375,13 @@ def onnx_metadata(loaded: LoadedCheckpoint) -> dict[str, Any]:
         "input_layout": "RGB, (B, 3, H, W), float32, (x / 255 - mean) / std",
         # The encoder's own pixel normalisation is applied inside the graph (InputAdapter): for information only,
         # the input stays (x / 255 - mean) / std with the mean and std above.
-        "encoder": str(getattr(model, "encoder_name", "reference")),
+        "encoder": config.encoder if (config := config_of(model)) is not None else "reference",
         "encoder_normalization": dict(getattr(model, "normalization", None) or {}),
+        # An ensemble file's members (the graph averages their probabilities); empty for one checkpoint.
+        "ensemble_members": [Path(member).name for member in loaded.members],
     }
+
+
+def _in_channels(model: nn.Module) -> int:
+    config = config_of(model)
+    return config.in_channels if config is not None else 3

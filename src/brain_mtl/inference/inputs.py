@@ -6,6 +6,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from brain_mtl.data.io import IMAGE_EXTENSIONS
+
 __all__ = ["collect_inputs", "lies_within"]
 
 
@@ -31,8 +33,6 @@ def collect_inputs(
     Returns:
         The files, each once (folders' files sorted, in the order the inputs were given).
     """
-    from brain_mtl.data.io import IMAGE_EXTENSIONS
-
     excluded = [Path(folder).resolve() for folder in exclude]
 
     def listing(folder: Path) -> list[Path]:

@@ -12,12 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from brain_mtl import jsonsafe
 from brain_mtl.classes import CLASS_NAMES
-from brain_mtl.errors import WriteError
-from brain_mtl.files import atomic_write_text, csv_cell
+from brain_mtl.errors import OutputFolderError, WriteError
+from brain_mtl.files import atomic_write_text, csv_cell, json_dumps
 from brain_mtl.inference.prediction import Failure, Prediction
-from brain_mtl.viz import write_png
+from brain_mtl.viz import draw_outline, heatmap_overlay, overlay, put_text, write_png
 
 __all__ = [
     "OUTPUT_SUFFIXES",
@@ -74,14 +73,6 @@ def previous_run_files(output_dir: str | os.PathLike, file_prefix: str = "predic
             found.append(folder / name)
     found += [folder / f"{safe_stem(file_prefix)}.csv", json_path]
     return [path for path in dict.fromkeys(found) if path.is_file() and not path.is_symlink()]
-
-
-class OutputFolderError(FileExistsError):
-    """An output folder cannot take a prediction run's files: it is a file, or it holds files and overwrite is off.
-
-    ``predict-images`` reports it as a usage error (exit status 2); ``python -m brain_mtl predict`` with the
-    :class:`~brain_mtl.callbacks.PredictionWriter` prints it after ``error:`` (exit status 1).
-    """
 
 
 def check_output_dir(output_dir: str | os.PathLike, overwrite: bool, *, option: str = "--overwrite") -> None:
@@ -231,15 +222,11 @@ class OutputWriter:
         write_png(mask_path, prediction.mask * np.uint8(255))
         self.files.append(mask_path.name)
         if self.overlays:
-            from brain_mtl.viz import overlay
-
             caption = [f"{prediction.class_name} {prediction.probability:.2f}", f"mask {prediction.mask_area} px"]
             overlay_path = self._path(f"{stem}_overlay.png")
             write_png(overlay_path, overlay(prediction.image, prediction.mask, None, caption))
             self.files.append(overlay_path.name)
         if prediction.gradcam is not None:
-            from brain_mtl.viz import draw_outline, heatmap_overlay, put_text
-
             target = prediction.gradcam_class if prediction.gradcam_class is not None else prediction.class_index
             heat = heatmap_overlay(prediction.image, prediction.gradcam)
             heat = draw_outline(heat, prediction.mask, (255, 255, 255))
@@ -295,7 +282,7 @@ class OutputWriter:
             "files": list(self.files),
         }
         # Strict JSON: rows are finite (checked in write); a missing setting is null, never NaN.
-        atomic_write_text(self.json_path, jsonsafe.dumps(payload, indent=2))
+        atomic_write_text(self.json_path, json_dumps(payload, indent=2))
 
     def __enter__(self) -> OutputWriter:
         return self

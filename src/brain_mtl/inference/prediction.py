@@ -15,7 +15,7 @@ from torch import Tensor
 
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.inference.preprocessing import Preprocessing
-from brain_mtl.postprocess import binarize, gate_veto
+from brain_mtl.models.postprocess import binarize, gate_veto
 
 __all__ = ["Failure", "NonFiniteOutputError", "Prediction", "build_prediction"]
 

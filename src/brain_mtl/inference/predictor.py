@@ -12,10 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from brain_mtl.classes import CLASS_NAMES
+from brain_mtl.data.io import read_image
 from brain_mtl.inference.checkpoint import load_checkpoint
+from brain_mtl.inference.gradcam import GradCAM
 from brain_mtl.inference.prediction import Failure, NonFiniteOutputError, Prediction, build_prediction
 from brain_mtl.inference.preprocessing import Preprocessing, as_rgb_uint8
-from brain_mtl.inference.tta import TTAMode, output_stride_of, parse_tta, tta_probs
+from brain_mtl.models.tta import TTAMode, output_stride_of, parse_tta, tta_probs
 
 __all__ = ["ImageInput", "Predictor"]
 
@@ -38,12 +40,12 @@ class Predictor:
         mask_threshold: probability above which a pixel is tumour.
         class_names: names of the classes, in logit order.
         device: ``auto`` (CUDA when available, else CPU), or a torch device.
-        tta: test-time augmentation (:mod:`brain_mtl.inference.tta`): ``none``, ``flip`` (the image and its
+        tta: test-time augmentation (:mod:`brain_mtl.models.tta`): ``none``, ``flip`` (the image and its
             horizontal mirror) or ``d4`` (the 8 flips, rotations and transposes); each view's mask is mapped back
             onto the original pixels and the probabilities are averaged. ``True`` means ``flip``, ``False``
             ``none``.
         mask_gate: empty the mask when the most probable class is ``no_tumor`` (the class head vetoes the mask), or
-            when it is smaller than ``gate_min_area`` (:mod:`brain_mtl.postprocess`).
+            when it is smaller than ``gate_min_area`` (:mod:`brain_mtl.models.postprocess`).
         gate_min_area: with ``mask_gate``, the smallest mask kept, in pixels of the network's grid (0: class veto
             only).
         precision: ``32`` (float32) or ``bf16`` (bfloat16 autocast).
@@ -239,7 +241,7 @@ class Predictor:
         Args:
             images: ``(B, 3, h, w)`` network input.
             tta: ``none``, ``flip`` or ``d4`` (default: the predictor's setting); see
-                :func:`brain_mtl.inference.tta.tta_probs`, which this calls.
+                :func:`brain_mtl.models.tta.tta_probs`, which this calls.
 
         Returns:
             ``mask_probs (B, 1, h, w)`` and ``class_probs (B, C)``, float32 on the predictor's device.
@@ -262,8 +264,6 @@ class Predictor:
         Returns:
             ``maps (B, h, w)`` in ``[0, 1]`` and the explained class per image ``(B,)``.
         """
-        from brain_mtl.inference.gradcam import GradCAM
-
         result = GradCAM(self.model)(images.to(self.device), target_class)
         return result.maps, result.class_indices
 
@@ -272,8 +272,6 @@ class Predictor:
     def _read(item: ImageInput) -> np.ndarray:
         if isinstance(item, np.ndarray):
             return as_rgb_uint8(item)
-        from brain_mtl.data.io import read_image
-
         return read_image(item)
 
     def class_index(self, target_class: int | str | None) -> int | None:

@@ -11,6 +11,9 @@ import numpy as np
 from torch import Tensor
 
 from brain_mtl.data.io import to_uint8
+from brain_mtl.data.transforms import build_transforms, to_tensor
+from brain_mtl.models.encoders import PIPELINE_MEAN, PIPELINE_STD
+from brain_mtl.models.postprocess import to_original_size
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "Preprocessing", "as_rgb_uint8"]
 
@@ -37,16 +40,12 @@ class Preprocessing:
     @property
     def mean(self) -> tuple[float, float, float]:
         """Normalisation mean per RGB channel (of 0-1 pixel values)."""
-        from brain_mtl.data.transforms import IMAGENET_MEAN
-
-        return IMAGENET_MEAN
+        return PIPELINE_MEAN
 
     @property
     def std(self) -> tuple[float, float, float]:
         """Normalisation standard deviation per RGB channel (of 0-1 pixel values)."""
-        from brain_mtl.data.transforms import IMAGENET_STD
-
-        return IMAGENET_STD
+        return PIPELINE_STD
 
     @property
     def transform(self) -> Any:
@@ -55,8 +54,6 @@ class Preprocessing:
 
     def __call__(self, image: np.ndarray) -> Tensor:
         """``(H, W, 3)`` uint8 RGB -> ``(3, image_size, image_size)`` float32 network input."""
-        from brain_mtl.data.transforms import to_tensor
-
         return to_tensor(self.transform(image=image)["image"])
 
     def restore(self, prob_map: np.ndarray | Tensor, orig_size: tuple[int, int]) -> np.ndarray:
@@ -69,15 +66,11 @@ class Preprocessing:
         Returns:
             ``(H, W)`` float32 map: letterbox padding cut off, then bilinearly resized.
         """
-        from brain_mtl.postprocess import to_original_size
-
         return to_original_size(prob_map, orig_size, keep_aspect=self.keep_aspect)
 
 
 @functools.lru_cache(maxsize=8)
 def _eval_transform(image_size: int, keep_aspect: bool) -> Any:
-    from brain_mtl.data.transforms import build_transforms
-
     return build_transforms("test", image_size, keep_aspect=keep_aspect)
 
 

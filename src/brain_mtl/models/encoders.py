@@ -5,6 +5,7 @@ timm is imported only when a timm encoder is built, so the reference network kee
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,14 +14,25 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["REFERENCE_ENCODER", "InputAdapter", "TimmEncoder", "load_weights_file"]
+from brain_mtl.models.blocks import DoubleConv, DownBlock
+
+__all__ = [
+    "PIPELINE_MEAN",
+    "PIPELINE_STD",
+    "REFERENCE_ENCODER",
+    "InputAdapter",
+    "ReferenceEncoder",
+    "TimmEncoder",
+    "load_weights_file",
+]
 
 REFERENCE_ENCODER = "reference"
 """Name of the reference notebook's from-scratch encoder (``UNet(encoder="reference")``, the default)."""
 
-PIPELINE_MEAN = (0.485, 0.456, 0.406)
-"""Per-channel mean of the data pipeline's normalisation (RGB, 0-1 pixels): what every model receives."""
-PIPELINE_STD = (0.229, 0.224, 0.225)
+PIPELINE_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+"""Per-channel mean of the data pipeline's normalisation (RGB, 0-1 pixels; ImageNet's, as in the reference notebook):
+what every model receives. The one home of the constant: the data transforms, the predictor and exports read it."""
+PIPELINE_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 """Per-channel standard deviation of the data pipeline's normalisation."""
 
 # Prefixes that wrap an encoder's keys in files users have: DataParallel, torch.compile, a timm/Lightning
@@ -69,6 +81,48 @@ class InputAdapter(nn.Module):
         if self.identity:
             return x
         return x * self.weight.to(x.dtype) + self.bias.to(x.dtype)
+
+
+class ReferenceEncoder(nn.ModuleList):
+    """The reference notebook's from-scratch encoder: ``depth + 1`` stages, shallowest first.
+
+    ``self[0]`` is a :class:`DoubleConv` (``in_channels -> C``, full resolution); ``self[i]`` (``i >= 1``) a
+    :class:`DownBlock` (max-pool + double conv, ``C * 2**(i-1) -> C * 2**i``, resolution ``/ 2**i``). A ``ModuleList``,
+    so its weights keep the names ``encoder.<i>....`` of every checkpoint written before it was a class.
+
+    Args:
+        in_channels: channels of the input image.
+        base_channels: channels of the first stage (``C``); each further stage doubles them.
+        depth: number of down-sampling stages.
+
+    Attributes:
+        channels: channels of each feature map, shallowest first.
+        reductions: stride of each feature map relative to the input, ``[1, 2, ..., 2**depth]``.
+        normalization: the pipeline's normalisation, which it is trained on.
+    """
+
+    def __init__(self, in_channels: int = 3, base_channels: int = 64, depth: int = 4) -> None:
+        channels = [base_channels * 2**i for i in range(depth + 1)]
+        super().__init__(
+            [DoubleConv(in_channels, channels[0])]
+            + [DownBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)]
+        )
+        self.channels: list[int] = channels
+        self.reductions: list[int] = [2**i for i in range(depth + 1)]
+        self.normalization = {"mean": list(PIPELINE_MEAN), "std": list(PIPELINE_STD), "input_range": [0.0, 1.0]}
+
+    @property
+    def deepest(self) -> nn.Module:
+        """The last stage, whose output is the deepest feature map: hook it for Grad-CAM of the class prediction."""
+        return self[-1]
+
+    def forward(self, x: Tensor) -> list[Tensor]:  # type: ignore[override]
+        """Feature maps of ``(B, in_channels, H, W)`` images, shallowest first."""
+        features = []
+        for stage in self:
+            x = stage(x)
+            features.append(x)
+        return features
 
 
 class TimmEncoder(nn.Module):

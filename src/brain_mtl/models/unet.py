@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -11,10 +13,60 @@ from torch import Tensor, nn
 
 from brain_mtl.classes import NUM_CLASSES
 from brain_mtl.models import reference
-from brain_mtl.models.blocks import ClassificationHead, DoubleConv, DownBlock, UpBlock, UpsampleBlock
-from brain_mtl.models.encoders import PIPELINE_MEAN, PIPELINE_STD, REFERENCE_ENCODER, TimmEncoder
+from brain_mtl.models.blocks import ClassificationHead, UpsampleBlock
+from brain_mtl.models.decoder import UNetDecoder
+from brain_mtl.models.encoders import REFERENCE_ENCODER, ReferenceEncoder, TimmEncoder
 
-__all__ = ["UNet", "UNetOutput"]
+__all__ = ["UNet", "UNetConfig", "UNetOutput", "config_of"]
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig(Mapping[str, Any]):
+    """What builds a :class:`UNet`: its constructor's arguments (the architecture; weights are not part of it).
+
+    A typed, frozen record that is also a read-only mapping, so ``UNet(**model.config)`` rebuilds the network (with
+    fresh weights) and ``dict(model.config)`` is the plain form that checkpoints, exports and the app store.
+    :meth:`from_mapping` reads that form back, ignoring keys that are not the network's (a task's hyperparameters).
+    """
+
+    in_channels: int = 3
+    num_classes: int = NUM_CLASSES
+    base_channels: int = 64
+    depth: int = 4
+    attention: bool = False
+    classifier_hidden: int = 256
+    classifier_dropout: float = 0.6
+    encoder: str = REFERENCE_ENCODER
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> UNetConfig:
+        """The config from a mapping that holds its keys (and maybe others, ignored); missing keys get defaults."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+    def arguments(self) -> dict[str, Any]:
+        """The arguments that apply to this network: ``base_channels`` and ``depth`` only for the reference encoder.
+
+        ``UNet(**config.arguments())`` builds the same network as ``UNet(**config)``; this is the form exports print
+        and store.
+        """
+        unused = () if self.encoder == REFERENCE_ENCODER else ("base_channels", "depth")
+        return {key: getattr(self, key) for key in self._names() if key not in unused}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._names():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    @classmethod
+    def _names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in dataclasses.fields(cls))
 
 
 class UNetOutput(NamedTuple):
@@ -38,17 +90,19 @@ class UNet(nn.Module):
 
     Layout (``C = base_channels``, ``d = depth``):
 
-    - ``encoder``: ``nn.ModuleList`` of ``d + 1`` stages. ``encoder[0]`` is a :class:`DoubleConv`
-      (``in_channels -> C``, full resolution); ``encoder[i]`` (``i >= 1``) is a :class:`DownBlock`
-      (max-pool + double conv, ``C * 2**(i-1) -> C * 2**i``, resolution ``/ 2**i``).
+    - ``encoder``: a :class:`ReferenceEncoder` (a ``ModuleList``) of ``d + 1`` stages. ``encoder[0]`` is a
+      :class:`DoubleConv` (``in_channels -> C``, full resolution); ``encoder[i]`` (``i >= 1``) is a
+      :class:`DownBlock` (max-pool + double conv, ``C * 2**(i-1) -> C * 2**i``, resolution ``/ 2**i``).
     - ``bottleneck``: the last encoder stage, ``encoder[-1]`` (the same module). Its output,
       ``(B, C * 2**d, H / 2**d, W / 2**d)``, feeds both the decoder and the classification head: hook it for
       Grad-CAM of the class prediction.
-    - ``decoder``: ``nn.ModuleList`` of ``d`` :class:`UpBlock` s, deepest first (transposed conv, skip gate,
-      concatenation ``[skip, upsampled]``, double conv).
+    - ``decoder``: a :class:`UNetDecoder` (a ``ModuleList``) of ``d`` :class:`UpBlock` s, deepest first
+      (transposed conv, skip gate, concatenation ``[skip, upsampled]``, double conv).
     - ``segmentation_head``: 1x1 conv ``C -> 1`` (mask logits).
     - ``classification_head``: :class:`ClassificationHead` on the bottleneck (global average pool,
       ``Linear -> ReLU -> Dropout -> Linear``).
+
+    ``config`` (:class:`UNetConfig`) is the architecture: ``UNet(**model.config)`` rebuilds it.
 
     :meth:`classify` runs the encoder and the classification head only (the decoder does not run), for
     batches that have a class label but no mask.
@@ -104,33 +158,40 @@ class UNet(nn.Module):
         if not 0.0 <= classifier_dropout < 1.0:
             raise ValueError(f"UNet: classifier_dropout must lie in [0, 1), got {classifier_dropout!r}")
 
+        self.config = UNetConfig(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            base_channels=base_channels,
+            depth=depth,
+            attention=bool(attention),
+            classifier_hidden=classifier_hidden,
+            classifier_dropout=float(classifier_dropout),
+            encoder=encoder,
+        )
+        """The architecture: ``UNet(**model.config)`` builds the same network (fresh weights)."""
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.base_channels = base_channels
         self.depth = depth
         self.attention = bool(attention)
         self.encoder_name = encoder
-        self.normalization = {"mean": list(PIPELINE_MEAN), "std": list(PIPELINE_STD), "input_range": [0.0, 1.0]}
-        """The pixel normalisation the encoder was trained with (the pipeline's for the reference encoder)."""
 
+        # Registration order (encoder, classification head, decoder stage by stage, segmentation head) makes
+        # reference_state_dict() list keys in the notebook's order.
+        self.encoder: ReferenceEncoder | TimmEncoder
         if encoder == REFERENCE_ENCODER:
             if encoder_weights is not None:
                 raise ValueError(
                     "UNet: encoder_weights applies to timm encoders; the reference encoder loads the notebook's "
                     "files with UNet.from_reference(path)"
                 )
-            channels = [base_channels * 2**i for i in range(depth + 1)]
-            reductions = [2**i for i in range(depth + 1)]
-            # Registration order (encoder, classification head, decoder stage by stage, segmentation head) makes
-            # reference_state_dict() list keys in the notebook's order.
-            self.encoder: nn.Module = nn.ModuleList(
-                [DoubleConv(in_channels, channels[0])]
-                + [DownBlock(c_in, c_out) for c_in, c_out in itertools.pairwise(channels)]
-            )
+            self.encoder = ReferenceEncoder(in_channels, base_channels, depth)
         else:
             self.encoder = TimmEncoder(encoder, in_channels=in_channels, weights=encoder_weights)
-            channels, reductions = self.encoder.channels, self.encoder.reductions
-            self.normalization = self.encoder.normalization
+        channels, reductions = self.encoder.channels, self.encoder.reductions
+        self.normalization = self.encoder.normalization
+        """The pixel normalisation the encoder was trained with (the pipeline's for the reference encoder)."""
+        if not self.is_reference:
             if any(b != 2 * a for a, b in itertools.pairwise(reductions)) or reductions[0] & (reductions[0] - 1):
                 raise ValueError(
                     f"UNet: encoder {encoder!r} has feature strides {reductions}; the decoder needs strides that "
@@ -140,12 +201,7 @@ class UNet(nn.Module):
         self.classification_head = ClassificationHead(
             channels[-1], num_classes, hidden=classifier_hidden, dropout=classifier_dropout
         )
-        self.decoder = nn.ModuleList(
-            [
-                UpBlock(c_in, c_skip, attention=attention)
-                for c_in, c_skip in zip(channels[:0:-1], channels[-2::-1], strict=True)
-            ]
-        )
+        self.decoder = UNetDecoder(channels, attention=attention)
         # Back to full resolution when the first feature map is downsampled (empty for the reference encoder).
         widths = [channels[0]]
         while len(widths) <= reductions[0].bit_length() - 1:
@@ -165,7 +221,7 @@ class UNet(nn.Module):
         ``encoder[-1]`` for the reference encoder, the timm encoder's ``deepest`` identity otherwise: hook it for
         Grad-CAM of the class prediction.
         """
-        return self.encoder[-1] if self.is_reference else self.encoder.deepest
+        return self.encoder.deepest
 
     def check_input_shape(self, x: Tensor) -> None:
         """Raise a ``ValueError`` that says the fix if ``x`` cannot go through the network.
@@ -226,13 +282,7 @@ class UNet(nn.Module):
             ``encoder.channels`` / ``encoder.reductions``.
         """
         self._check(x)
-        if not self.is_reference:
-            return self.encoder(x)
-        features = []
-        for stage in self.encoder:
-            x = stage(x)
-            features.append(x)
-        return features
+        return self.encoder(x)
 
     def decode(self, features: list[Tensor]) -> Tensor:
         """Run the decoder on the encoder's features.
@@ -244,9 +294,7 @@ class UNet(nn.Module):
             The last decoder feature at full resolution, ``(B, C, H, W)`` (``C = base_channels`` for the reference
             encoder).
         """
-        x = features[-1]
-        for stage, skip in zip(self.decoder, reversed(features[:-1]), strict=True):
-            x = stage(x, skip)
+        x = self.decoder(features)
         for stage in self.final_up:
             x = stage(x)
         return x
@@ -331,6 +379,14 @@ class UNet(nn.Module):
         if not self.is_reference:
             raise ValueError(f"UNet(encoder={self.encoder_name!r}) has no reference-notebook layout")
         return reference.to_reference_keys(self.state_dict(keep_vars=keep_vars))
+
+
+def config_of(network: nn.Module) -> UNetConfig | None:
+    """The architecture of a :class:`UNet`, or of the ``model`` a task wraps; None for any other network."""
+    for candidate in (network, getattr(network, "model", None)):
+        if isinstance(candidate, UNet):
+            return candidate.config
+    return None
 
 
 def _is_compiling() -> bool:

@@ -9,7 +9,7 @@ with three views, a ``manifest.csv``, a ``synthetic.json`` marker (:func:`is_syn
 folder afterwards), and a few byte-identical duplicate images inside train and across
 train/test.
 
-The slices are drawn by :func:`brain_mtl.synthetic.phantom.synthesize_slice`; folder and file names come from
+The slices are drawn by :func:`brain_mtl.data.synthetic.phantom.synthesize_slice`; folder and file names come from
 :mod:`brain_mtl.data.layout`, so the index reads back exactly what is written here. Each image has its own
 random generator seeded from ``(seed, split, index)``: the output is the same for a seed on every machine.
 """
@@ -39,7 +39,7 @@ from brain_mtl.data.layout import (
     format_name,
     segmentation_dirs,
 )
-from brain_mtl.synthetic.phantom import noisy_mask_png, synthesize_slice
+from brain_mtl.data.synthetic.phantom import noisy_mask_png, synthesize_slice
 
 __all__ = ["SYNTHETIC_MARKER", "SynthesisReport", "generate_synthetic_dataset", "is_synthetic_dataset"]
 
@@ -113,7 +113,7 @@ SYNTHETIC_MARKER = "synthetic.json"
 
 # Written into the marker and recognised by is_synthetic_dataset: a format tag (the generator's first module name),
 # kept when the code moved so that folders generated before still read as synthetic.
-_GENERATOR = "brain_mtl.data.synthetic"
+_GENERATOR = "brain_mtl.synthetic"  # the marker of every synthetic dataset written (kept across the move)
 _MANIFEST_FIELDS = (
     "path",
     "mask_path",

@@ -3,7 +3,7 @@
 The other commands (``synth``, ``check-data``, ``predict-images``, ``export``) are registered in
 :data:`brain_mtl.commands.COMMANDS` and use the same flag spelling (``--ckpt_path``, ``--no_overlay``).
 
-Research code that subclasses :class:`~brain_mtl.module.BrainTumorModule` keeps the whole command line with
+Research code that subclasses :class:`~brain_mtl.task.module.BrainTumorModule` keeps the whole command line with
 ``main(model_class=MyModule)``.
 """
 
@@ -15,6 +15,15 @@ from collections.abc import Sequence
 
 from brain_mtl import __version__
 from brain_mtl.commands import COMMANDS, command_main
+from brain_mtl.commands.allocator import keep_freed_memory
+from brain_mtl.errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    DivergenceError,
+    OutputFolderError,
+    WriteError,
+)
 
 LIGHTNING_SUBCOMMANDS = {
     "fit": "train (and validate) a model",
@@ -37,9 +46,10 @@ def _usage() -> str:
 
 
 def _run_lightning(args: list[str] | None, model_class: type | None) -> None:
+    # Deferred to here: the library's own commands, --help and --version do not load Lightning.
+    from brain_mtl.commands.lightning import BrainTumorCLI
     from brain_mtl.data import BrainTumorDataModule
-    from brain_mtl.lightning_cli import BrainTumorCLI
-    from brain_mtl.module import BrainTumorModule
+    from brain_mtl.task.module import BrainTumorModule
 
     BrainTumorCLI(
         model_class or BrainTumorModule,
@@ -53,8 +63,6 @@ def _run_lightning(args: list[str] | None, model_class: type | None) -> None:
 
 def _check_config_files(argv: Sequence[str]) -> None:
     """Every ``--config`` file must be text: jsonargparse would stop on a binary one with a bare UnicodeDecodeError."""
-    from brain_mtl.errors import ConfigError
-
     paths = [b for a, b in itertools.pairwise(argv) if a == "--config"]
     paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
     for path in paths:
@@ -74,7 +82,7 @@ def main(args: Sequence[str] | None = None, model_class: type | None = None) -> 
     """Run the command line.
 
     Like ``python -m brain_mtl``, it first tunes this process's memory allocator for training
-    (:func:`brain_mtl.allocator.keep_freed_memory`, for the rest of the process; ``BRAIN_MTL_ALLOCATOR=system``
+    (:func:`brain_mtl.commands.allocator.keep_freed_memory`, for the rest of the process; ``BRAIN_MTL_ALLOCATOR=system``
     turns that off).
 
     Args:
@@ -91,15 +99,9 @@ def main(args: Sequence[str] | None = None, model_class: type | None = None) -> 
     if argv[0] in ("-V", "--version"):
         print(f"brain_mtl {__version__}")
         return 0
-    from brain_mtl.allocator import keep_freed_memory
-
     # Before the first large allocation: a CPU training step then reuses freed buffers instead of faulting them
     # back in from the kernel every step (docs/benchmarks.md); BRAIN_MTL_ALLOCATOR=system turns it off.
     keep_freed_memory()
-    from brain_mtl.data.errors import DatasetError
-    from brain_mtl.errors import CheckpointError, ConfigError, DivergenceError, WriteError
-    from brain_mtl.inference.outputs import OutputFolderError
-
     try:
         if argv[0] in COMMANDS:
             return int(command_main(argv[0])(argv[1:]) or 0)

@@ -2,7 +2,7 @@
 
 What a slice shows: scalp, skull (dark tables around brighter marrow), a CSF rim, folded cortex (grey matter)
 around brighter white matter, ventricles, a midline fissure, and in coronal/sagittal (and low axial) slices the
-skull base with the pituitary gland, sphenoid sinus, brainstem and cerebellum. :mod:`brain_mtl.synthetic.phantom`
+skull base with the pituitary gland, sphenoid sinus, brainstem and cerebellum. :mod:`brain_mtl.data.synthetic.phantom`
 draws the tumours into it.
 """
 

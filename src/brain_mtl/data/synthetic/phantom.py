@@ -1,4 +1,4 @@
-"""The synthetic slice: a healthy head (:mod:`brain_mtl.synthetic.anatomy`), a tumour, scanner effects.
+"""The synthetic slice: a healthy head (:mod:`brain_mtl.data.synthetic.anatomy`), a tumour, scanner effects.
 
 The tumour classes differ the way real ones do, by place and shape more than by brightness:
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.data.layout import VIEWS
-from brain_mtl.synthetic.anatomy import Slice, blob, draw_anatomy, noise, smoothstep
+from brain_mtl.data.synthetic.anatomy import Slice, blob, draw_anatomy, noise, smoothstep
 
 __all__ = ["noisy_mask_png", "synthesize_slice"]
 

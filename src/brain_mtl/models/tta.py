@@ -27,9 +27,20 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from brain_mtl.postprocess import probabilities
+from brain_mtl.models.postprocess import probabilities
+from brain_mtl.models.unet import UNetOutput
 
-__all__ = ["TTA_MODES", "TTAMode", "View", "output_stride_of", "parse_tta", "split_outputs", "tta_probs", "views"]
+__all__ = [
+    "TTA_MODES",
+    "TTAMode",
+    "View",
+    "as_output",
+    "output_stride_of",
+    "parse_tta",
+    "split_outputs",
+    "tta_probs",
+    "views",
+]
 
 TTAMode = Literal["none", "flip", "d4"]
 TTA_MODES: tuple[str, ...] = ("none", "flip", "d4")
@@ -207,8 +218,13 @@ def tta_output(forward: Callable[[Tensor], Any], images: Tensor, tta: bool | TTA
     Losses and metrics computed on it score the averaged probabilities (``sigmoid`` and ``softmax`` of these logits
     give them back).
     """
-    from brain_mtl.models import UNetOutput
+    return as_output(*tta_probs(forward, images, tta))
 
-    mask_probs, class_probs = tta_probs(forward, images, tta)
+
+def as_output(mask_probs: Tensor, class_probs: Tensor) -> UNetOutput:
+    """Probabilities as a network output: ``UNetOutput(logit(p_mask), log(p_class))``.
+
+    For averages (of views, or of networks): ``sigmoid`` and ``softmax`` of it give the probabilities back.
+    """
     eps = torch.finfo(mask_probs.dtype).eps
     return UNetOutput(torch.logit(mask_probs, eps), torch.log(class_probs.clamp_min(eps)))

@@ -120,25 +120,46 @@ def postprocess_probs(
 
 
 def to_original_size(
-    prob_map: np.ndarray | Tensor, orig_size: tuple[int, int], keep_aspect: bool = False
+    prob_map: np.ndarray | Tensor,
+    orig_size: tuple[int, int] | Tensor,
+    keep_aspect: bool = False,
+    interpolation: int | None = None,
 ) -> np.ndarray:
-    """Map a network-grid map (probabilities, a heat map) onto the original image's pixels.
+    """Map a network-grid map (probabilities, a heat map, an overlay) onto the original image's pixels.
+
+    The one inverse of the data pipeline's resize step (:func:`brain_mtl.data.transforms.build_resize`): with
+    ``keep_aspect`` the centred letterbox padding is cut off before resizing.
 
     Args:
-        prob_map: (S, S) or (1, S, S) map on the network's grid.
-        orig_size: (H, W) of the original image.
-        keep_aspect: the pipeline letterboxed the image (the padding is cut off before resizing).
+        prob_map: ``(S, S)``, ``(1, S, S)`` or ``(S, S, C)`` map on the network's square grid (array or tensor).
+        orig_size: ``(H, W)`` of the original image (the sample's ``"orig_size"``).
+        keep_aspect: the pipeline letterboxed the image.
+        interpolation: OpenCV interpolation; default bilinear (``cv2.INTER_NEAREST`` for label maps).
 
     Returns:
-        (H, W) float32 map, bilinearly resized. Threshold it with :func:`binarize` at the original size, so that
-        the mask's edge follows the interpolated probabilities rather than blocky network pixels.
+        ``(H, W)`` or ``(H, W, C)`` array: float32 for tensors and float arrays, else the input's dtype.
+        Threshold probabilities with :func:`binarize` at the original size, so that the mask's edge follows the
+        interpolated probabilities rather than blocky network pixels.
     """
-    import cv2
-
-    from brain_mtl.data.transforms import to_original_size as _restore
+    import cv2  # OpenCV only where a map is resized: the rest of this module is torch alone
 
     if isinstance(prob_map, Tensor):
         prob_map = prob_map.detach().float().cpu().numpy()
-    array = np.ascontiguousarray(np.asarray(prob_map, dtype=np.float32).reshape(prob_map.shape[-2:]))
-    size = (int(orig_size[0]), int(orig_size[1]))
-    return _restore(array, size, keep_aspect=keep_aspect, interpolation=cv2.INTER_LINEAR)
+    array = np.asarray(prob_map)
+    if array.dtype.kind == "f" or array.dtype == np.bool_:
+        array = array.astype(np.float32, copy=False)
+    if array.ndim == 3 and array.shape[0] == 1 and array.shape[2] != 1:
+        array = array[0]
+    array = np.ascontiguousarray(array)
+    if isinstance(orig_size, Tensor):
+        orig_size = tuple(orig_size.tolist())
+    height, width = int(orig_size[0]), int(orig_size[1])
+    side = array.shape[0]
+    if keep_aspect:
+        scale = side / max(height, width)
+        inner_h, inner_w = max(1, round(height * scale)), max(1, round(width * scale))
+        top, left = (side - inner_h) // 2, (array.shape[1] - inner_w) // 2
+        array = array[top : top + inner_h, left : left + inner_w]
+    return cv2.resize(
+        array, (width, height), interpolation=cv2.INTER_LINEAR if interpolation is None else interpolation
+    )

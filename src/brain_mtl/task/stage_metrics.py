@@ -1,6 +1,6 @@
 """What the task logs at each step and epoch: the metric sets per stage, the losses, the model-selection score.
 
-:class:`StageMetricsMixin` is the logging half of :class:`~brain_mtl.module.BrainTumorModule`, kept apart from
+:class:`StageMetricsMixin` is the logging half of :class:`~brain_mtl.task.module.BrainTumorModule`, kept apart from
 what the task computes. It reads ``self.metrics`` (built by ``configure_metrics``) and ``self.hparams``.
 """
 
@@ -12,16 +12,24 @@ import torch
 from torch import Tensor, nn
 
 from brain_mtl.classes import NO_TUMOR
-from brain_mtl.losses import LossParts
 from brain_mtl.models import UNetOutput
-from brain_mtl.postprocess import binarize
+from brain_mtl.models.postprocess import binarize
+from brain_mtl.task.losses import LossParts
 
-__all__ = ["StageMetricsMixin"]
+__all__ = ["Batch", "StageMetricsMixin", "scored_for_masks"]
 
 # Metric objects are updated (not called) in the step, so Lightning computes and resets them once per epoch.
 _EPOCH = {"on_step": False, "on_epoch": True, "add_dataloader_idx": False}
 
 Batch = dict[str, Any]
+"""One loader's batch: ``image`` (B, 3, H, W), ``label`` (B,), ``path`` list[str], and ``mask`` (B, 1, H, W) with
+``has_mask`` (B,) where masks are known. A step receives one per stream: ``{"seg": ..., "cls": ...}`` in training,
+``{"eval": ...}`` in validation and test."""
+
+
+def scored_for_masks(batch: Batch) -> Tensor:
+    """(B,) bool: tumour images whose ground-truth mask is known (the images mask metrics are computed on)."""
+    return batch["has_mask"].reshape(-1).bool() & (batch["label"] != NO_TUMOR)
 
 
 class StageMetricsMixin:
@@ -30,9 +38,10 @@ class StageMetricsMixin:
     metrics: nn.ModuleDict
     hparams: Any
 
-    def _update_metrics(
+    def update_stage_metrics(
         self, stage: str, batch: dict[str, Batch], outputs: dict[str, UNetOutput | Tensor], parts: LossParts
     ) -> None:
+        """Update the stage's metric sets and losses with one step's outputs, and log them (epoch means)."""
         metrics = self.metrics
         seg_images: list[tuple[Tensor, Tensor]] = []  # (mask logits, truth) of the images mask metrics score
         class_scores: list[tuple[Tensor, Tensor]] = []  # (class logits, labels)
@@ -48,7 +57,7 @@ class StageMetricsMixin:
             )
         if "eval" in outputs:
             eval_batch, eval_out = batch["eval"], outputs["eval"]
-            scored = self._scored_for_masks(eval_batch)
+            scored = scored_for_masks(eval_batch)
             seg_images.append((eval_out.mask_logits[scored], eval_batch["mask"][scored]))
             class_scores.append((eval_out.class_logits, eval_batch["label"]))
             healthy_masks.append(eval_out.mask_logits[eval_batch["label"] == NO_TUMOR])
@@ -66,10 +75,9 @@ class StageMetricsMixin:
             metrics[f"{stage}_cls"].update(logits.float(), labels)
             self.log_dict(metrics[f"{stage}_cls"], batch_size=len(labels), **_EPOCH)
         for logits in healthy_masks:
-            if len(logits):
-                metrics[f"{stage}_false_mask"].update(
-                    binarize(torch.sigmoid(logits.float()), self.hparams.mask_threshold)
-                )
+            # Updated with every batch, empty or not: a validation epoch without a healthy scan then computes 0
+            # without torchmetrics' warning that compute() was called before update().
+            metrics[f"{stage}_false_mask"].update(binarize(torch.sigmoid(logits.float()), self.hparams.mask_threshold))
             self.log(
                 f"{stage}/seg/false_mask_rate",
                 metrics[f"{stage}_false_mask"],
@@ -90,7 +98,7 @@ class StageMetricsMixin:
     def _batch_size(batch: dict[str, Batch]) -> int:
         return sum(len(b["label"]) for b in batch.values())
 
-    def _log_epoch_losses(self, stage: str) -> None:
+    def log_epoch_losses(self, stage: str) -> None:
         """Log the epoch's mean loss ``{stage}/loss`` and its parts ``{stage}/loss/mask``, ``{stage}/loss/class``.
 
         Each is the mean over the epoch's batches (weighted by batch size, over every process) of what the
@@ -110,13 +118,9 @@ class StageMetricsMixin:
         """
         return bool(self.trainer.strategy.reduce_boolean_decision(metric.update_count > 0, all=False))
 
-    def _log_score(self, stage: str) -> None:
+    def log_score(self, stage: str) -> None:
         """``{stage}/score``: the mean of pooled Dice and macro F1, one number for model selection."""
         seg, cls = self.metrics[f"{stage}_seg"], self.metrics[f"{stage}_cls"]
         if self._seen_by_any_process(seg["dice"]) and self._seen_by_any_process(cls["f1"]):
             score = (seg["dice"].compute() + cls["f1"].compute()) / 2
             self.log(f"{stage}/score", score, prog_bar=stage == "val")
-
-    def _scored_for_masks(self, batch: Batch) -> Tensor:
-        """(B,) bool: tumour images whose ground-truth mask is known (the images mask metrics are computed on)."""
-        return batch["has_mask"].reshape(-1).bool() & (batch["label"] != NO_TUMOR)

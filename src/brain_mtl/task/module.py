@@ -13,17 +13,16 @@ from torchmetrics import MeanMetric
 
 from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.errors import divergence_error
-from brain_mtl.losses import JointLoss, LossParts, MaskLoss
-from brain_mtl.metrics import FalseMaskRate, classification_metrics, image_stats, segmentation_metrics
-from brain_mtl.models import UNet, UNetOutput
-from brain_mtl.optim import joint_adamw, warmup_then_schedule
-from brain_mtl.postprocess import probabilities
-from brain_mtl.rng import rng_states, set_rng_states
-from brain_mtl.stage_metrics import StageMetricsMixin
-
-Batch = dict[str, Any]
-"""One loader's batch: ``image`` (B, 3, H, W), ``label`` (B,), ``path`` list[str], and ``mask`` (B, 1, H, W) for
-segmentation batches."""
+from brain_mtl.evaluation.metrics import image_stats
+from brain_mtl.models import UNet, UNetConfig, UNetOutput
+from brain_mtl.models.postprocess import probabilities
+from brain_mtl.models.tta import tta_output
+from brain_mtl.task.finetuning import EncoderFreeze
+from brain_mtl.task.losses import JointLoss, LossParts, MaskLoss
+from brain_mtl.task.metrics import FalseMaskRate, classification_metrics, segmentation_metrics
+from brain_mtl.task.optim import joint_adamw, warmup_then_schedule
+from brain_mtl.task.rng import rng_states, set_rng_states
+from brain_mtl.task.stage_metrics import Batch, StageMetricsMixin, scored_for_masks
 
 
 class BrainTumorModule(StageMetricsMixin, LightningModule):
@@ -71,7 +70,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
             encoder under a new decoder).
         tta: test-time augmentation of ``test`` and ``predict`` (never of validation): ``none``, ``flip`` (the image
             and its horizontal mirror) or ``d4`` (the 8 flips, rotations and transposes). Mask and class
-            probabilities are averaged over the views (:mod:`brain_mtl.inference.tta`); the logged test metrics and
+            probabilities are averaged over the views (:mod:`brain_mtl.models.tta`); the logged test metrics and
             the evaluation report both score the averages.
         channels_last: keep the network's weights and input batches in the channels-last memory layout (NHWC),
             which oneDNN (CPU) and cuDNN (tensor cores) run faster; numerically the same network.
@@ -128,6 +127,10 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         if tta not in ("none", "flip", "d4"):
             raise ValueError(f"tta must be 'none', 'flip' or 'd4', got {tta!r}")
         self.save_hyperparameters()
+        self._compiled = False
+        self.ensemble: dict[str, Any] | None = None
+        """Set when ``self.model`` is an ensemble file's members (``{"ensemble": file, "ensemble_members": [...]}``),
+        which the evaluation report records."""
         self.configure_models()
         # Recorded for readers of the checkpoint (the network applies it itself: its input is always the pipeline's
         # normalisation). Not an __init__ argument: load_from_checkpoint passes only those back.
@@ -142,17 +145,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         Any network whose ``forward`` returns a :class:`UNetOutput` and that has ``classify(x)`` (class logits from
         the encoder only) fits.
         """
-        hp = self.hparams
-        self.model = UNet(
-            in_channels=hp.in_channels,
-            num_classes=hp.num_classes,
-            base_channels=hp.base_channels,
-            depth=hp.depth,
-            attention=hp.attention,
-            classifier_hidden=hp.classifier_hidden,
-            classifier_dropout=hp.classifier_dropout,
-            encoder=hp.encoder,
-        )
+        self.model = UNet(**UNetConfig.from_mapping(self.hparams))  # the architecture's keys of the hyperparameters
 
     def configure_losses(self) -> None:
         """Build ``self.criterion``.
@@ -215,7 +208,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
             labels.append(batch["cls"]["label"])
         if "eval" in outputs:
             eval_out, eval_batch = outputs["eval"], batch["eval"]
-            scored = self._scored_for_masks(eval_batch)
+            scored = scored_for_masks(eval_batch)
             if scored.any():
                 masks.append(eval_out.mask_logits[scored])
                 mask_truth.append(eval_batch["mask"][scored])
@@ -231,7 +224,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
     # ------------------------------------------------------------------ forward and the shared step
     def forward(self, images: Tensor) -> UNetOutput:
         """Run the network on (B, 3, H, W) normalised images; returns mask logits (B, 1, H, W) and class logits."""
-        return self.model(images)
+        return self.model(self.to_layout(images))
 
     def shared_step(self, batch: dict[str, Batch], stage: str) -> dict[str, Any]:
         """The step of every stage.
@@ -253,7 +246,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
             outputs["seg"] = self(streams["seg"]["image"])
         if "cls" in streams:
             # Only the class logits are needed: the encoder-only path skips the decoder's cost.
-            outputs["cls"] = self.model.classify(streams["cls"]["image"])
+            outputs["cls"] = self.model.classify(self.to_layout(streams["cls"]["image"]))
         if "eval" in streams:
             outputs["eval"] = self.evaluation_forward(streams["eval"]["image"], stage)
         for name in ("seg", "eval"):
@@ -264,7 +257,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
                     "the size the model predicts"
                 )
         parts = self.compute_loss(outputs, streams, stage)
-        self._update_metrics(stage, streams, outputs, parts)
+        self.update_stage_metrics(stage, streams, outputs, parts)
         result: dict[str, Any] = {
             "loss": parts.total,
             **{
@@ -287,13 +280,11 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         """The network's output on validation, test and predict images.
 
         With ``tta`` (test and predict only) the mask and class probabilities are averaged over the views of
-        :func:`brain_mtl.inference.tta.tta_probs`, and returned as logits of those averages (``logit(p)`` and
+        :func:`brain_mtl.models.tta.tta_probs`, and returned as logits of those averages (``logit(p)`` and
         ``log(p)``): losses, metrics and the report then all score the averaged probabilities.
         """
         if stage == "val" or self.hparams.tta == "none":
             return self(images)
-        from brain_mtl.inference.tta import tta_output
-
         return tta_output(self, images, self.hparams.tta)
 
     # ------------------------------------------------------------------ Lightning's entry points
@@ -336,24 +327,24 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         return result
 
     def on_train_epoch_end(self) -> None:  # noqa: D102
-        self._log_epoch_losses("train")
+        self.log_epoch_losses("train")
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
-        self._log_epoch_losses("val")
-        self._log_score("val")
+        self.log_epoch_losses("val")
+        self.log_score("val")
 
     def on_test_epoch_end(self) -> None:  # noqa: D102
-        self._log_epoch_losses("test")
-        self._log_score("test")
+        self.log_epoch_losses("test")
+        self.log_score("test")
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Put the batch's images in the network's memory layout (channels-last when ``channels_last``)."""
-        if self.hparams.get("channels_last", False):
-            streams = batch.values() if isinstance(batch, dict) and "image" not in batch else [batch]
-            for stream in streams:
-                if isinstance(stream, dict) and isinstance(stream.get("image"), Tensor) and stream["image"].dim() == 4:
-                    stream["image"] = stream["image"].contiguous(memory_format=torch.channels_last)
-        return batch
+    def to_layout(self, images: Tensor) -> Tensor:
+        """A (B, C, H, W) batch in the network's memory layout: channels-last (NHWC) when ``channels_last``.
+
+        Done in the step rather than in ``on_after_batch_transfer``, which a LightningDataModule's own hook shadows.
+        """
+        if self.hparams.get("channels_last", False) and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
         states = checkpoint.get("brain_mtl_rng_states")
@@ -368,8 +359,9 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         """
         if self.hparams.get("channels_last", False):
             self.model.to(memory_format=torch.channels_last)
-        if self.hparams.get("compile", False) and not getattr(self.model, "_compiled_call_impl", None):
-            self.model.compile()
+        if self.hparams.get("compile", False) and not self._compiled:
+            self.model.compile()  # in place: the weights' names do not change
+            self._compiled = True
         weights = self.hparams.encoder_weights
         if stage == "fit" and weights and self.trainer.ckpt_path is None:
             if self.model.is_reference:
@@ -378,8 +370,6 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
 
     def configure_callbacks(self) -> list[Any]:
         """The encoder-freezing callback when ``freeze_encoder_epochs`` > 0."""
-        from brain_mtl.callbacks.finetuning import EncoderFreeze
-
         epochs = self.hparams.freeze_encoder_epochs
         return [EncoderFreeze(epochs)] if epochs > 0 else []
 

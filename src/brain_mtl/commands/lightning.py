@@ -1,6 +1,6 @@
 """``BrainTumorCLI``: LightningCLI that checks a checkpoint before any subcommand uses it.
 
-Kept apart from :mod:`brain_mtl.cli` so that ``--help`` and the library's own tools do not import Lightning.
+Kept apart from :mod:`brain_mtl.commands.main` so that ``--help`` and the library's own tools do not import Lightning.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from brain_mtl.callbacks.checkpoint import DEFAULT_DIRNAME, RunCheckpoint
+from brain_mtl.checkpoints import is_remote, read_checkpoint
 from brain_mtl.errors import CheckpointError, ConfigError
-from brain_mtl.inference.checkpoint import is_remote, read_checkpoint
+from brain_mtl.inference.checkpoint import ensemble_members, is_ensemble_file, load_checkpoint
 
 __all__ = ["DATA_HPARAMS_FROM_CHECKPOINT", "BrainTumorCLI", "reconcile_with_checkpoint"]
 
@@ -189,9 +190,14 @@ class BrainTumorCLI(LightningCLI):
     """
 
     def before_instantiate_classes(self) -> None:
-        """Resolve ``trainer.precision: null`` to this machine's precision; check values that depend on each other."""
+        """Restore the checked ``--ckpt_path``, resolve ``trainer.precision: null``, check linked values.
+
+        ``trainer.precision: null`` becomes this machine's precision (:func:`default_precision`).
+        """
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
+        if getattr(self, "_checked_ckpt_path", None) is not None:
+            config["ckpt_path"] = self._checked_ckpt_path
         trainer = config.get("trainer")
         if trainer is not None and trainer.get("precision") is None:
             trainer["precision"] = default_precision(trainer.get("accelerator"))
@@ -211,23 +217,39 @@ class BrainTumorCLI(LightningCLI):
                 raise
             raise ConfigError(f"the configuration cannot be used: {error}") from error
 
-    def _parse_ckpt_path(self) -> None:
-        # Replaces LightningCLI's own step, which reads an explicit checkpoint file with torch.load (a bare
-        # EOFError on an empty file), ignores "last", and silently lays every saved model hyperparameter over the
-        # config (learning rate and threshold included).
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse the arguments, then check ``--ckpt_path`` and reconcile the config with the checkpoint.
+
+        LightningCLI's own next step reads an explicit checkpoint file with ``torch.load`` (a bare EOFError on an
+        empty file), ignores ``last``, and silently lays every saved model hyperparameter over the config (learning
+        rate and threshold included). The checked path is held back from it and restored in
+        :meth:`before_instantiate_classes`, so that only this reconciliation applies.
+        """
+        super().parse_arguments(parser, args)
+        self._ensemble: tuple[str, list[Path]] | None = None
+        self._checked_ckpt_path = self._check_ckpt_path()
+        if self._checked_ckpt_path is not None:
+            self.config[self.config["subcommand"]]["ckpt_path"] = None
+
+    def _check_ckpt_path(self) -> str | None:
+        """The checked checkpoint file of the subcommand (None: no file to check, Lightning resolves the value)."""
         subcommand = self.config.get("subcommand")
         if not subcommand:
-            return
+            return None
         config = self.config[subcommand]
         if config.get("weights_only") is None:
             config["weights_only"] = True
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path or str(ckpt_path) in ("best", "hpc", "registry"):
-            return  # Lightning resolves these from the running trainer
+            return None  # Lightning resolves these from the running trainer
+        if is_ensemble_file(ckpt_path):
+            self._check_ensemble(config, subcommand, str(ckpt_path))
+            config["ckpt_path"] = None  # the members' weights are put in the model after it is built
+            return None
         if str(ckpt_path) == "last":
             found = self._newest_usable_last(config)
             if found is None and subcommand == "fit":
-                return  # nothing saved yet: Lightning warns and a fit starts from scratch
+                return None  # nothing saved yet: Lightning warns and a fit starts from scratch
             if found is None:  # validate, test, predict: an untrained network would be scored, exit 0
                 folders = ", ".join(str(folder) for folder in _checkpoint_dirs(config)) or "(no checkpoint folder)"
                 raise CheckpointError(
@@ -244,6 +266,41 @@ class BrainTumorCLI(LightningCLI):
         notes = reconcile_with_checkpoint(config, checkpoint, architecture)
         if notes:
             _say(f"brain_mtl: the checkpoint {path} differs from the configuration:\n" + "\n".join(notes))
+        return path
+
+    def _check_ensemble(self, config: Any, subcommand: str, path: str) -> None:
+        """An ensemble file scores its members' averaged probabilities in validate, test and predict."""
+        if subcommand == "fit":
+            raise CheckpointError(
+                f"--ckpt_path {path} is an ensemble file: a fit resumes one checkpoint. Give one member's file."
+            )
+        members = ensemble_members(path)
+        checkpoints = [read_checkpoint(member, weights_only=config["weights_only"]) for member in members]
+        architecture = getattr(self.model_class, "architecture_hparams", ())
+        notes = reconcile_with_checkpoint(config, checkpoints[0], architecture)
+        if notes:
+            _say(
+                f"brain_mtl: the ensemble's first member {members[0]} differs from the configuration:\n"
+                + "\n".join(notes)
+            )
+        self._ensemble = (path, members)
+
+    def after_instantiate_classes(self) -> None:
+        """Put an ensemble file's members into the model.
+
+        They must agree on classes and input, else one line says which member differs from the first.
+        """
+        if self._ensemble is None:
+            return
+        path, _ = self._ensemble
+        options = {
+            "weights_only": self.config[self.config["subcommand"]]["weights_only"],
+            "model_class": self.model_class,
+        }
+        loaded = load_checkpoint(path, **options)
+        self.model.model = loaded.model
+        self.model.ensemble = {"ensemble": path, "ensemble_members": list(loaded.members)}
+        _say(f"brain_mtl: scoring the ensemble {path}: the averaged probabilities of {len(loaded.members)} members")
 
     def _newest_usable_last(self, config: Any) -> tuple[str, dict[str, Any]] | None:
         candidates = [

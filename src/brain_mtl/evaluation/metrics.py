@@ -1,10 +1,9 @@
-"""Every metric of the library, once.
+"""The evaluation report's metrics: per-image statistics and their summaries, once.
 
-- Training-time monitoring: torchmetrics collections (pooled Dice/IoU/pixel accuracy; accuracy and macro
-  precision/recall/F1; the false-mask rate), synchronised across processes under DDP.
 - Per-image statistics that the test step yields for the evaluation report (:func:`image_stats`), their pooled and
-  per-image summaries, HD95, size terciles and the bootstrap intervals.
-- Classification figures of the report through torchmetrics' functional forms of the logged metrics.
+  per-image summaries, HD95 and the false-mask rate.
+- Classification figures of the report through torchmetrics' functional forms of the metrics the task logs
+  (:mod:`brain_mtl.task.metrics`: the torchmetrics objects of training-time monitoring).
 
 Conventions (repeated in ``report.md`` and ``docs/evaluation.md``):
 
@@ -19,7 +18,8 @@ Conventions (repeated in ``report.md`` and ``docs/evaluation.md``):
   of the other mask. Both masks empty: 0. Exactly one mask empty: undefined (NaN); summaries exclude it and report
   how many images were excluded. One small implementation (OpenCV's exact distance transform), checked against a
   brute-force computation in the tests.
-* **Bootstrap**: percentile intervals over images resampled with replacement, seeded.
+* **Bootstrap** (:mod:`brain_mtl.evaluation.statistics`): percentile intervals over images resampled with
+  replacement, seeded.
 """
 
 from __future__ import annotations
@@ -32,71 +32,8 @@ import numpy as np
 import torch
 import torchmetrics.functional.classification as F
 from torch import Tensor
-from torchmetrics import Metric, MetricCollection
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryF1Score,
-    BinaryJaccardIndex,
-    MulticlassAccuracy,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
 
-
-class FalseMaskRate(Metric):
-    """Share of images with an empty ground truth that receive a predicted mask of at least ``min_area`` pixels.
-
-    Args:
-        min_area: smallest predicted area (in pixels, at network resolution) that counts as a mask.
-    """
-
-    is_differentiable = False
-    higher_is_better = False
-    full_state_update = False
-
-    def __init__(self, min_area: int = 1, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.min_area = min_area
-        self.add_state("flagged", default=torch.tensor(0), dist_reduce_fx="sum")
-        self.add_state("total", default=torch.tensor(0), dist_reduce_fx="sum")
-
-    def update(self, pred_masks: Tensor) -> None:
-        """Add a batch of (B, 1, H, W) binary predictions for images known to be tumour-free."""
-        areas = pred_masks.reshape(pred_masks.shape[0], -1).sum(dim=1)
-        self.flagged += (areas >= self.min_area).sum()
-        self.total += pred_masks.shape[0]
-
-    def compute(self) -> Tensor:
-        """Flagged / total (0 when no healthy image was seen)."""
-        return self.flagged.float() / self.total.clamp(min=1)
-
-
-def segmentation_metrics(threshold: float = 0.5) -> MetricCollection:
-    """Pixel-pooled binary segmentation metrics on mask probabilities: ``dice``, ``iou``, ``pixel_acc``.
-
-    Pooled Dice is the F1 score over all pixels of the epoch.
-    """
-    return MetricCollection(
-        {
-            "dice": BinaryF1Score(threshold=threshold),
-            "iou": BinaryJaccardIndex(threshold=threshold),
-            "pixel_acc": BinaryAccuracy(threshold=threshold),
-        }
-    )
-
-
-def classification_metrics(num_classes: int) -> MetricCollection:
-    """Accuracy and macro precision, recall and F1 over ``num_classes`` classes."""
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "precision": MulticlassPrecision(num_classes, average="macro"),
-            "recall": MulticlassRecall(num_classes, average="macro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-        }
-    )
-
+from brain_mtl.models.postprocess import binarize
 
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
@@ -304,8 +241,6 @@ def image_stats(
         threshold: a pixel is tumour when its probability is strictly above this.
         with_hd95: compute HD95 (a distance transform per image).
     """
-    from brain_mtl.postprocess import binarize
-
     if mask_probs.shape[-2:] != truth.shape[-2:]:
         raise ValueError(
             f"the mask probabilities are {tuple(mask_probs.shape[-2:])} but the ground-truth masks are "

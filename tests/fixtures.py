@@ -1,0 +1,62 @@
+"""The one set of tiny data and checkpoints every test folder builds on.
+
+- :func:`tiny_dataset`: a synthetic BRISC-layout folder, generated once per (size, seed) and session and shared
+  read-only (the ``tiny_datasets`` fixture of ``tests/conftest.py`` hands it out). Tests that damage a folder copy it
+  or build their own with ``tests/data/data_helpers.TreeBuilder``.
+- :func:`write_checkpoint`: a Lightning checkpoint of a tiny network with the keys Lightning writes, written in
+  milliseconds, optionally with its weights edited (known outputs, randomised BatchNorm statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning
+import torch
+
+from brain_mtl.data.synthetic import generate_synthetic_dataset
+from brain_mtl.task import BrainTumorModule
+
+TINY_NETWORK = {"base_channels": 4, "depth": 2, "classifier_hidden": 8}
+"""The architecture of :func:`write_checkpoint`'s network (a few thousand weights)."""
+
+
+def tiny_dataset(root: Path, train: int, test: int, seed: int, duplicates: bool = True) -> Path:
+    """Generate a synthetic BRISC-layout dataset of ``train`` / ``test`` classification images into ``root``."""
+    generate_synthetic_dataset(root, train, test, seed=seed, duplicates=duplicates)
+    return root
+
+
+def write_checkpoint(
+    path: Path,
+    *,
+    seed: int = 0,
+    edit: Callable[[BrainTumorModule], None] | None = None,
+    datamodule_hparams: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
+    """Write a Lightning-format checkpoint of an untrained tiny :class:`BrainTumorModule`.
+
+    Args:
+        path: the file to write.
+        seed: seed of the random weights.
+        edit: changes the module's weights in place before it is saved.
+        datamodule_hparams: the datamodule's saved settings (default: 32 px, no letterbox).
+        **extra: more top-level keys (``epoch``, ``global_step``, ...).
+    """
+    torch.manual_seed(seed)
+    module = BrainTumorModule(**TINY_NETWORK)
+    if edit is not None:
+        with torch.no_grad():
+            edit(module)
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+        "datamodule_hyper_parameters": datamodule_hparams or {"image_size": 32, "keep_aspect": False},
+        **extra,
+    }
+    torch.save(checkpoint, path)
+    return path
