@@ -228,6 +228,10 @@ def load_app_model(path: str | os.PathLike, device: str = "auto") -> AppModel:
     if loaded.members:
         names = ", ".join(Path(member).name for member in loaded.members)
         kind = f"ensemble of {len(loaded.members)} checkpoints, probabilities averaged ({names}; no Grad-CAM)"
+        if len(loaded.members) == 1:
+            kind = f"calibrated checkpoint ({names}; no Grad-CAM)"
+        if loaded.temperature != 1.0:
+            kind += f"; class head calibrated, temperature {loaded.temperature:.3f}"
         content = read_checkpoint(loaded.members[0])  # the members agree on input and classes
         hparams = dict(content.get("hyper_parameters") or {})
         data_hparams = content.get("datamodule_hyper_parameters")

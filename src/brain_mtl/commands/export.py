@@ -77,7 +77,8 @@ def export(
     model = loaded.model.cpu().eval()
     if loaded.members and format != "onnx":
         raise UsageError(
-            f"--ckpt_path {ckpt_path} is an ensemble of {len(loaded.members)} checkpoints: it exports to one ONNX "
+            f"--ckpt_path {ckpt_path} is an ensemble file ({len(loaded.members)} member(s), temperature "
+            f"{loaded.temperature:g}): it exports to one ONNX "
             "graph (--format onnx); export a member's checkpoint for a state dict"
         )
     _make_parent(path)

@@ -19,6 +19,7 @@ from brain_mtl import __version__
 from brain_mtl.classes import CLASS_NAMES, NO_TUMOR
 from brain_mtl.evaluation import metrics as M
 from brain_mtl.evaluation import statistics as S
+from brain_mtl.evaluation.calibration import undo_temperature
 from brain_mtl.evaluation.records import ImageRecords
 from brain_mtl.evaluation.report import (
     CONVENTIONS,
@@ -186,9 +187,21 @@ def _variant(
     )
 
 
-def _classification(records: ImageRecords, class_names: Sequence[str], boot: dict) -> Classification:
+def _classification(
+    records: ImageRecords, class_names: Sequence[str], boot: dict, temperature: float = 1.0
+) -> Classification:
     summary = M.classification_summary(records.probs, records.labels, class_names)
     result = Classification(**summary)
+    if temperature != 1.0:
+        before = undo_temperature(records.probs, temperature)
+        result.calibration = {
+            "temperature": temperature,
+            "before": {
+                "ece": M.expected_calibration_error(before, records.labels, result.ece_bins),
+                "nll": M.negative_log_likelihood(before, records.labels),
+            },
+            "after": {"ece": result.ece, "nll": result.nll},
+        }
     n, k = len(records), len(class_names)
     labels = records.labels
     preds = records.probs.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
@@ -244,6 +257,7 @@ def build_report(
     near_duplicates_note: str | None = None,
     meta: dict[str, Any] | None = None,
     tta: TTAMode = "none",
+    class_temperature: float = 1.0,
 ) -> Report:
     """Compute every figure of the report from per-image records.
 
@@ -267,6 +281,8 @@ def build_report(
         meta: extra facts to record (checkpoint path, split, data root, precision, ...).
         tta: the test-time augmentation the records were measured with (recorded in ``meta.tta`` and in the
             ``forward`` convention).
+        class_temperature: the temperature the class probabilities were scaled with (a calibrated model file);
+            the report then shows the ECE and NLL without it beside those with it.
 
     Returns:
         The :class:`Report`.
@@ -274,7 +290,7 @@ def build_report(
     n = len(records)
     labels = records.labels
     boot = {"n_resamples": bootstrap, "seed": seed}
-    classification = _classification(records, class_names, boot)
+    classification = _classification(records, class_names, boot, class_temperature)
     ungated = _variant(records, None, class_names, no_tumor, false_mask_min_area, boot)
     veto = gate_veto(
         torch.as_tensor(records.probs.reshape(n, -1)), torch.as_tensor(records.pred_area), gate_min_area, no_tumor

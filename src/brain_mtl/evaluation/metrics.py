@@ -326,6 +326,15 @@ def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
     return float(F.multiclass_calibration_error(probs_t, labels_t, probs_t.shape[1], n_bins=n_bins, norm="l1"))
 
 
+def negative_log_likelihood(probs: np.ndarray | Tensor, labels: np.ndarray | Tensor) -> float:
+    """Mean ``-log p(true class)`` of (N, C) class probabilities (NaN for no image)."""
+    p = torch.as_tensor(np.asarray(probs, dtype=np.float64)).reshape(len(labels), -1)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    if y.numel() == 0:
+        return float("nan")
+    return float(-torch.log(p.gather(1, y[:, None]).clamp_min(1e-12)).mean())
+
+
 def classification_summary(probs, labels, class_names: Sequence[str]) -> dict:
     """Accuracy, macro precision/recall/F1, per-class metrics, confusion matrix and ECE (torchmetrics).
 
@@ -362,6 +371,7 @@ def classification_summary(probs, labels, class_names: Sequence[str]) -> dict:
         "macro_f1": float(score(F.multiclass_f1_score, "macro")) if n else nan,
         "ece": expected_calibration_error(probs_t.numpy(), labels_t.numpy(), 15),
         "ece_bins": 15,
+        "nll": negative_log_likelihood(probs_t.numpy(), labels_t.numpy()),
         "per_class": {
             name: {
                 **{metric: float(values[i]) for metric, values in per_class.items()},

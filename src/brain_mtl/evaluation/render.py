@@ -105,9 +105,25 @@ def report_markdown(report: Report | dict) -> str:
             "patients.",
             "",
         ]
+    if meta.get("external"):
+        absent = [name for name, count in meta["n_images_per_class"].items() if not count]
+        mapping = ", ".join(f"{k} -> {v}" for k, v in (meta.get("class_name_map") or {}).items()) or "none"
+        lines += [
+            f"> **External validation.** The network was trained on `{meta.get('trained_on')}` and is tested here on "
+            f"`{meta.get('data_root')}`, another dataset (class spellings mapped: {mapping}). "
+            + (
+                f"Classes absent from it: {', '.join(absent)}; their per-class figures are not measured here. "
+                if absent
+                else ""
+            )
+            + "Segmentation figures cover only the images whose mask this dataset gives.",
+            "",
+        ]
     synthetic = meta.get("data_synthetic")
     facts = [
         ("data root", meta.get("data_root") or "n/a"),
+        ("trained on", meta.get("trained_on") or "not recorded"),
+        ("external validation", "yes" if meta.get("external") else "no" if "external" in meta else "unknown"),
         (
             "synthetic data",
             "unknown" if synthetic is None else "yes (written by the brain_mtl generator)" if synthetic else "no",
@@ -115,6 +131,8 @@ def report_markdown(report: Report | dict) -> str:
         ("split", meta.get("split", "n/a")),
         (
             ("ensemble", f"{meta['ensemble']}: the averaged probabilities of {', '.join(meta['ensemble_members'])}")
+            if meta.get("ensemble") and len(meta.get("ensemble_members") or ()) > 1
+            else ("checkpoint", f"{meta['ensemble']}: {meta['ensemble_members'][0]}, calibrated")
             if meta.get("ensemble")
             else ("checkpoint", meta.get("ckpt_path") or "n/a")
         ),
@@ -149,7 +167,15 @@ def report_markdown(report: Report | dict) -> str:
                 gated_cell += f" (n = {gated['n_images']})"
         rows.append([item["name"], key, _fmt(item["value"]), _ci(item), gated_cell, item["n_images"], item["over"]])
     lines += _table(("figure", "key", "value", "95% interval", "with mask gate (value, interval)", "n", "over"), rows)
-    lines += ["", f"ECE (15 bins, all {cls['n_images']} images): {_fmt(cls['ece'])}"]
+    lines += ["", f"ECE (15 bins, all {cls['n_images']} images): {_fmt(cls['ece'])}; NLL: {_fmt(cls.get('nll'))}"]
+    if cls.get("calibration"):
+        cal = cls["calibration"]
+        lines += [
+            "",
+            f"Class head calibrated (temperature {cal['temperature']:.3f}, `python -m brain_mtl calibrate`): ECE "
+            f"{_fmt(cal['before']['ece'])} -> {_fmt(cal['after']['ece'])}, NLL {_fmt(cal['before']['nll'])} -> "
+            f"{_fmt(cal['after']['nll'])} (without -> with the temperature; the classes predicted are the same).",
+        ]
 
     lines += ["", "## Classification", "", f"Over all {cls['n_images']} images.", ""]
     rows = [

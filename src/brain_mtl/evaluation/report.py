@@ -134,7 +134,11 @@ class Variant:
 
 @dataclass
 class Classification:
-    """Classification over every image: accuracy, macro and per-class figures, confusion matrix, ECE."""
+    """Classification over every image: accuracy, macro and per-class figures, confusion matrix, ECE and NLL.
+
+    ``calibration``: for a class head scored at a temperature (``python -m brain_mtl calibrate``), that temperature
+    and the ECE and NLL without it (``before``) and with it (``after``, the figures above); None otherwise.
+    """
 
     n_images: int
     accuracy: float
@@ -146,6 +150,8 @@ class Classification:
     per_class: dict[str, dict[str, float | int]]
     confusion_matrix: dict[str, Any]
     headline: dict[str, Headline] = field(default_factory=dict)
+    nll: float = float("nan")
+    calibration: dict[str, Any] | None = None
 
 
 @dataclass

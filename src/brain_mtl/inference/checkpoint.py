@@ -6,11 +6,14 @@ probabilities are the prediction::
     ensemble:
       members: [fold0/checkpoints/best.ckpt, fold1/checkpoints/best.ckpt]   # relative to the file's folder
 
-It is accepted wherever one checkpoint is: ``predict-images``, ``export`` and the app.
+It is accepted wherever one checkpoint is: ``predict-images``, ``export`` and the app. ``temperature: T`` beside
+``members`` (``python -m brain_mtl calibrate`` writes it) divides the class log-probabilities by ``T``: a file with
+one member and a temperature is a calibrated checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,7 @@ __all__ = [
     "LoadedCheckpoint",
     "class_names_for",
     "ensemble_members",
+    "ensemble_temperature",
     "first_non_finite",
     "is_ensemble_file",
     "is_remote",
@@ -62,6 +66,7 @@ class LoadedCheckpoint:
         source: the file read.
         members: for an ensemble file, its members' checkpoints (the model is an
             :class:`~brain_mtl.models.EnsembleNet`); empty for one checkpoint.
+        temperature: the class head's temperature (an ensemble file's ``temperature``; 1: not calibrated).
     """
 
     model: nn.Module
@@ -71,6 +76,7 @@ class LoadedCheckpoint:
     module: Any = None
     source: str = ""
     members: tuple[str, ...] = ()
+    temperature: float = 1.0
 
 
 def _unet_from_state_dict(path: Path, state: dict[str, Tensor]) -> nn.Module:
@@ -105,6 +111,31 @@ def is_ensemble_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in ENSEMBLE_SUFFIXES
 
 
+def _ensemble_section(path: Path) -> dict[str, Any]:
+    """The ``ensemble:`` mapping of an ensemble file."""
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise CheckpointError(f"{path}: cannot read it as an ensemble file ({error})") from error
+    section = content.get("ensemble") if isinstance(content, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def ensemble_temperature(path: str | os.PathLike) -> float:
+    """An ensemble file's ``temperature`` (1 when it has none).
+
+    Raises:
+        CheckpointError: the temperature is not a positive number.
+    """
+    value = _ensemble_section(Path(path)).get("temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise CheckpointError(
+            f"{path}: ensemble.temperature must be a positive number (as `python -m brain_mtl calibrate` writes "
+            f"it), got {value!r}"
+        )
+    return float(value)
+
+
 def ensemble_members(path: str | os.PathLike) -> list[Path]:
     """The member checkpoints an ensemble file lists, relative paths resolved against the file's folder.
 
@@ -112,11 +143,7 @@ def ensemble_members(path: str | os.PathLike) -> list[Path]:
         CheckpointError: the file is not an ensemble file (``ensemble: members: [...]``), or a member is missing.
     """
     path = Path(path)
-    try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise CheckpointError(f"{path}: cannot read it as an ensemble file ({error})") from error
-    members = (content.get("ensemble") or {}).get("members") if isinstance(content, dict) else None
+    members = _ensemble_section(path).get("members")
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise CheckpointError(
             f"{path}: not an ensemble file: expected `ensemble: {{members: [checkpoint, ...]}}` (as "
@@ -132,6 +159,10 @@ def ensemble_members(path: str | os.PathLike) -> list[Path]:
 def _load_ensemble(path: Path, **options: Any) -> LoadedCheckpoint:
     """Every member loaded as by :func:`load_checkpoint`; they must agree on classes, input size and threshold."""
     paths = ensemble_members(path)
+    temperature = ensemble_temperature(path)
+    for member in paths:
+        if is_ensemble_file(member):
+            raise CheckpointError(f"{path}: member {member} is an ensemble file itself: list its checkpoints instead")
     loaded = [load_checkpoint(member, **options) for member in paths]
     first = loaded[0]
     for member, item in zip(paths[1:], loaded[1:], strict=True):
@@ -146,13 +177,14 @@ def _load_ensemble(path: Path, **options: Any) -> LoadedCheckpoint:
                     f"against {theirs}. An ensemble's members must predict the same classes from the same input."
                 )
     return LoadedCheckpoint(
-        model=EnsembleNet([item.model for item in loaded]).eval(),
+        model=EnsembleNet([item.model for item in loaded], temperature=temperature).eval(),
         preprocessing=first.preprocessing,
         mask_threshold=first.mask_threshold,
         class_names=first.class_names,
         module=None,
         source=str(path),
         members=tuple(str(p) for p in paths),
+        temperature=temperature,
     )
 
 

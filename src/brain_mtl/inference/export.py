@@ -360,7 +360,8 @@ def onnx_metadata(loaded: LoadedCheckpoint) -> dict[str, Any]:
 
     Returns:
         ``producer``, ``class_names``, ``image_size``, ``keep_aspect``, ``mean``, ``std``, ``mask_threshold``,
-        ``output_stride``, ``input_layout``, ``encoder`` and ``encoder_normalization``.
+        ``output_stride``, ``input_layout``, ``encoder``, ``encoder_normalization``, ``ensemble_members`` and
+        ``class_temperature``.
     """
     model = loaded.model
     return {
@@ -379,6 +380,8 @@ def onnx_metadata(loaded: LoadedCheckpoint) -> dict[str, Any]:
         "encoder_normalization": dict(getattr(model, "normalization", None) or {}),
         # An ensemble file's members (the graph averages their probabilities); empty for one checkpoint.
         "ensemble_members": [Path(member).name for member in loaded.members],
+        # The class head's temperature (python -m brain_mtl calibrate), applied inside the graph; 1: none.
+        "class_temperature": loaded.temperature,
     }
 
 
