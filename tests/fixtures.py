@@ -3,6 +3,7 @@
 - :func:`tiny_dataset`: a synthetic BRISC-layout folder, generated once per (size, seed) and session and shared
   read-only (the ``tiny_datasets`` fixture of ``tests/conftest.py`` hands it out). Tests that damage a folder copy it
   or build their own with ``tests/data/data_helpers.TreeBuilder``.
+- :func:`write_dicom`: a minimal uncompressed DICOM file (pydicom), for the clinical readers and the app.
 - :func:`write_checkpoint`: a Lightning checkpoint of a tiny network with the keys Lightning writes, written in
   milliseconds, optionally with its weights edited (known outputs, randomised BatchNorm statistics).
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning
+import numpy as np
 import torch
 
 from brain_mtl.data.synthetic import generate_synthetic_dataset
@@ -59,4 +61,30 @@ def write_checkpoint(
         **extra,
     }
     torch.save(checkpoint, path)
+    return path
+
+
+def write_dicom(path, pixels, photometric="MONOCHROME2", slope=1.0, intercept=0.0, window=None, uid="1.2.3.4"):
+    """A minimal uncompressed DICOM file (explicit VR little endian) of uint16 pixels: (H, W) or (frames, H, W)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, uid, "MR"
+    pixels = np.asarray(pixels, dtype=np.uint16)
+    if pixels.ndim == 3:
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
     return path

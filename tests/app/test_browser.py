@@ -19,6 +19,7 @@ import pytest
 from tests.app.browser import AppPage, browser_paths, port_open, running_app, start_browser
 from tests.app.helpers import synthetic_scan, write_scan
 from tests.conftest import requested_torch_threads
+from tests.fixtures import write_dicom
 
 REQUIRE_ENV = "BRAIN_MTL_REQUIRE_BROWSER"
 
@@ -120,3 +121,19 @@ def test_upload_result_download_and_a_broken_file(page, tmp_path):
     (tmp_path / "timings.json").write_text(json.dumps(timings))
     print(f"upload to result: {seconds:.2f} s (first scan), {second:.2f} s (second); screenshots in {shots}")
     assert sorted(p.name for p in shots.iterdir()) == ["0_empty.png", "1_result.png", "2_broken.png", "3_second.png"]
+
+
+def test_a_dicom_upload_is_predicted_like_the_same_image(page, tmp_path):
+    pytest.importorskip("pydicom")
+    gray, _ = synthetic_scan(label=0, height=384, width=512, seed=3)
+    # 16-bit stored values with a window that maps them back onto the same 0..255 grays (DICOM's linear VOI function).
+    scan = write_dicom(tmp_path / "scan_dicom.dcm", gray.astype(np.uint16), window=(128, 256), uid="1.2.3.99")
+    page.upload_and_time(scan, "scan_dicom")
+    box = page.result("scan_dicom")
+    page.screenshot(tmp_path / "dicom_result.png", box)
+    assert "Predicted class: glioma (64.4%)" in box.text  # what the PNG of the same slice gets
+    shown_scan = cv2.cvtColor(_decode(page.image_bytes(box, "Scan")), cv2.COLOR_BGR2GRAY)
+    assert (shown_scan == gray).all()
+    mask = _decode(page.download(box, "Mask PNG", "scan_dicom_mask.png").read_bytes())
+    assert mask.shape == (384, 512)
+    assert page.tracebacks() == []

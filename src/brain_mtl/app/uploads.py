@@ -12,11 +12,12 @@ import numpy as np
 
 from brain_mtl.data import io as data_io
 from brain_mtl.data import synthesize_slice
+from brain_mtl.data.clinical import read_dicom
 from brain_mtl.data.errors import DatasetError
 from brain_mtl.data.headers import FORMAT_NAMES, HeaderError, check_declared_size, sniff_format
 from brain_mtl.data.io import is_truncated, to_rgb_uint8
 
-UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp")
+UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "dcm")
 """File extensions the uploader offers."""
 
 MAX_PIXELS = 25_000_000
@@ -65,8 +66,10 @@ class ScanInput:
 def read_upload(name: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an uploaded file into ``(H, W, 3)`` uint8 RGB, as ``predict-images`` reads files.
 
-    Gray, RGB, RGBA, 16-bit: the data package's reader (:mod:`brain_mtl.data.io`) converts them. The size is read
-    from the file's own header before any pixel is decoded (:func:`brain_mtl.data.headers.check_declared_size`, for
+    A DICOM file (``.dcm``, or ``DICM`` at byte 128) is read by :func:`brain_mtl.data.clinical.read_dicom` (its
+    first frame). Gray, RGB, RGBA, 16-bit: the data package's reader (:mod:`brain_mtl.data.io`) converts them. The
+    size is read from the file's own header before any pixel is decoded
+    (:func:`brain_mtl.data.headers.check_declared_size`, for
     every accepted format), and a file whose size cannot be read that way is refused, so a huge or disguised image
     never reaches the decoder.
 
@@ -81,6 +84,11 @@ def read_upload(name: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndar
     """
     if not data:
         raise UploadError(f"{name}: the file is empty (0 bytes): upload the scan again.")
+    if name.lower().endswith((".dcm", ".dicom")) or data[128:132] == b"DICM":
+        try:  # a multi-frame file: its first frame (predict-images predicts every frame)
+            return read_dicom(name, data, max_pixels)[0].image
+        except ValueError as error:
+            raise UploadError(str(error)) from error
     try:
         if sniff_format(data) is not None:  # no image format at all: the reader below refuses it undecoded
             check_declared_size(data, name, max_pixels)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from jsonargparse.typing import PositiveInt
 
 from brain_mtl.commands.base import UsageError, checkpoint_errors, run_command
+from brain_mtl.data.clinical import ClinicalSlice, NiftiVolume, clinical_kind, read_dicom, read_nifti, write_nifti_mask
+from brain_mtl.errors import WriteError
 from brain_mtl.inference.inputs import collect_inputs, lies_within
 from brain_mtl.inference.outputs import OutputFolderError, OutputWriter, check_output_dir, clear_previous_run
-from brain_mtl.inference.prediction import Failure
+from brain_mtl.inference.prediction import Failure, Prediction
 from brain_mtl.inference.predictor import Predictor
 from brain_mtl.models.tta import output_stride_of
 
@@ -37,17 +41,20 @@ def predict_images(
     recursive: bool = False,
     overlay: bool = True,
 ) -> int:
-    """Predict tumour masks and classes for image files or folders.
+    """Predict tumour masks and classes for image files or folders, DICOM files and NIfTI volumes.
 
     Writes <stem>_mask.png (original size), <stem>_overlay.png, optionally <stem>_gradcam.png, and
-    predictions.csv / predictions.json into OUTPUT. Unreadable files are listed (stderr and predictions.json) and
-    skipped; the exit status is 1 when any file failed or the checkpoint cannot be loaded, 2 on a usage error.
-    OUTPUT must be new or empty unless --overwrite is given; its files are never read as inputs.
+    predictions.csv / predictions.json into OUTPUT. A DICOM file is one image per frame (its SOP Instance UID in
+    the tables); a NIfTI volume (.nii, .nii.gz) is one row per slice (column slice) and one <name>_mask.nii.gz with
+    the volume's shape and affine (needs pip install 'brain_mtl[clinical]'). Unreadable files are listed (stderr and
+    predictions.json) and skipped; the exit status is 1 when any file failed or the checkpoint cannot be loaded, 2
+    on a usage error. Other files in an input folder are counted and named, not read. OUTPUT must be new or empty
+    unless --overwrite is given; its files are never read as inputs.
 
     Args:
         ckpt_path: Lightning checkpoint (.ckpt), state-dict file, or an ensemble file (.yaml, as
             ``python -m brain_mtl cv`` writes it: the members' averaged probabilities).
-        input: image files and/or folders of images.
+        input: image, DICOM or NIfTI files and/or folders of them.
         output: output folder (created; must be empty, see --overwrite).
         overwrite: write into an output folder that already holds files: the files a previous predict-images run
             listed in its predictions.json are removed first, other files are left (and counted).
@@ -84,7 +91,8 @@ def predict_images(
         raise UsageError(str(error)) from None
     if threshold is not None and not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
         raise UsageError(f"--threshold must be a probability in [0, 1], got {threshold}")
-    files = collect_inputs(input, recursive=recursive, exclude=[folder])
+    not_read: list[Path] = []
+    files = collect_inputs(input, recursive=recursive, exclude=[folder], skipped=not_read)
     inside_an_input = lies_within(folder, input)
     if not files:
         never_read = f" (files under the output folder {folder} are never read)" if inside_an_input else ""
@@ -129,19 +137,93 @@ def predict_images(
         out = OutputWriter(folder, predictor.class_names, overlays=overlay, settings=settings)
     except OSError as error:
         raise UsageError(f"cannot write to the output folder {folder}: {error}") from None
+    clinical = _ClinicalInputs(out)
     with out:
-        for result in predictor.iter_predict(files, gradcam=gradcam, target_class=target, errors="skip"):
+        out.not_read = [str(path) for path in not_read]
+        items = clinical.expand(files)
+        for result in predictor.iter_predict(items, gradcam=gradcam, target_class=target, errors="skip"):
             if isinstance(result, Failure):
-                out.fail(result.source, result.error)
-                detail = result.error if result.source in result.error else f"{result.source}: {result.error}"
-                print(f"skipped: {detail}", file=sys.stderr)
-            else:
-                out.write(result)
+                _fail(out, result)
+            clinical.record(result)
     print(f"wrote {len(out.rows)} predictions to {out.output_dir} ({out.csv_path.name}, {out.json_path.name})")
+    for path in clinical.volume_masks:
+        print(f"wrote {path}")
+    if not_read:
+        names = ", ".join(str(path) for path in not_read[:10]) + (", ..." if len(not_read) > 10 else "")
+        print(f"not read: {len(not_read)} files in the input folders are not images, DICOM or NIfTI: {names}")
     if out.failures:
         print(f"{len(out.failures)} of {len(files)} inputs failed: " + ", ".join(f.source for f in out.failures))
         return 1
     return 0
+
+
+def _fail(out: OutputWriter, failure: Failure) -> None:
+    out.fail(failure.source, failure.error)
+    detail = failure.error if failure.source in failure.error else f"{failure.source}: {failure.error}"
+    print(f"skipped: {detail}", file=sys.stderr)
+
+
+@dataclass
+class _Volume:
+    volume: NiftiVolume
+    mask_path: Path
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+class _ClinicalInputs:
+    """Clinical files as the predictor's ``(name, image)`` items, and their results back into rows and volumes."""
+
+    def __init__(self, out: OutputWriter) -> None:
+        self.out = out
+        self.slices: dict[str, tuple[ClinicalSlice, _Volume | None]] = {}
+        self.volume_masks: list[Path] = []
+
+    def expand(self, files: Sequence[Path]) -> Iterator[Path | tuple[str, np.ndarray]]:
+        """Each file as it is, a DICOM file as its frames, a NIfTI volume as its slices (read when reached)."""
+        for path in files:
+            kind = clinical_kind(path) if path.is_file() else None
+            if kind is None:
+                yield path
+                continue
+            try:
+                volume = read_nifti(path) if kind == "nifti" else None
+                slices = volume.slices if volume is not None else read_dicom(path)
+            except ValueError as error:
+                _fail(self.out, Failure(str(path), str(error)))
+                continue
+            entry = None if volume is None else _Volume(volume, self.out.volume_mask_path(path.name))
+            for item in slices:
+                self.slices[item.source] = (item, entry)
+                yield item.source, item.image
+
+    def record(self, result: Prediction | Failure) -> None:
+        """Write a prediction's row (and files); a volume's mask file once its last slice is in."""
+        item, entry = self.slices.pop(result.source, (None, None))
+        if isinstance(result, Failure):
+            if entry is not None and item is not None:  # the volume's mask keeps this slice empty
+                entry.masks[item.index] = np.zeros(item.image.shape[:2], dtype=np.uint8)
+                self._finish(entry)
+            return
+        if item is None:
+            self.out.write(result)
+            return
+        mask_name = entry.mask_path.name if entry is not None else None
+        self.out.write(result, slice_index=item.index, sop_instance_uid=item.sop_instance_uid, volume_mask=mask_name)
+        if entry is not None:
+            entry.masks[item.index] = result.mask
+            self._finish(entry)
+
+    def _finish(self, entry: _Volume) -> None:
+        if len(entry.masks) < len(entry.volume.slices):
+            return
+        masks = [entry.masks[item.index] for item in entry.volume.slices]
+        try:
+            write_nifti_mask(entry.volume, masks, entry.mask_path)
+        except (OSError, WriteError) as error:
+            _fail(self.out, Failure(str(entry.volume.path), f"cannot write {entry.mask_path}: {error}"))
+            return
+        self.out.add_file(entry.mask_path)
+        self.volume_masks.append(entry.mask_path)
 
 
 def _clear_previous_run(folder: Path) -> None:

@@ -30,14 +30,20 @@ __all__ = [
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
-OUTPUT_SUFFIXES = ("_mask.png", "_overlay.png", "_gradcam.png")
+OUTPUT_SUFFIXES = ("_mask.png", "_overlay.png", "_gradcam.png", "_mask.nii.gz")
 """Endings of the per-image files an :class:`OutputWriter` writes (``<stem>_mask.png``, ...)."""
 
 
 def safe_stem(source: str) -> str:
-    """A file-name stem from an input name that cannot contain a path: no separators, no leading dots."""
-    stem = Path(str(source).replace("\\", "/")).name
-    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+    """A file-name stem from an input name that cannot contain a path: no separators, no leading dots.
+
+    A frame or slice of a clinical file (``scan.dcm#frame2``, ``brain.nii.gz#slice7``) gets its part after ``#``
+    appended (``scan_frame2``, ``brain_slice7``).
+    """
+    name, _, part = Path(str(source).replace("\\", "/")).name.partition("#")
+    name = name[:-3] if name.lower().endswith(".nii.gz") else name
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    stem = f"{stem}_{part}" if part else stem
     stem = _UNSAFE.sub("_", stem).lstrip(".-_")[:120]
     return stem or "image"
 
@@ -161,6 +167,8 @@ class OutputWriter:
         self.failures: list[Failure] = []
         self._used: set[str] = set()
         self.files: list[str] = []
+        self.not_read: list[str] = []
+        """Files of the input folders that were not read (neither images nor clinical files), listed in the JSON."""
         self.csv_path = self._path(f"{safe_stem(file_prefix)}.csv")
         self.json_path = self._path(f"{safe_stem(file_prefix)}.json")
         if self.csv_path.is_symlink():  # opening it would write through the link into whatever it points at
@@ -188,6 +196,8 @@ class OutputWriter:
             "height",
             "width",
             "mask_file",
+            "slice",
+            "sop_instance_uid",
         ]
 
     def _path(self, name: str) -> Path:
@@ -205,8 +215,22 @@ class OutputWriter:
         self._used.add(stem.lower())
         return stem
 
-    def write(self, prediction: Prediction) -> dict[str, Any]:
+    def write(
+        self,
+        prediction: Prediction,
+        *,
+        slice_index: int | None = None,
+        sop_instance_uid: str | None = None,
+        volume_mask: str | None = None,
+    ) -> dict[str, Any]:
         """Write one image's files and its CSV row; returns the row.
+
+        Args:
+            prediction: the image's prediction.
+            slice_index: the slice or frame of a clinical file the image is (column ``slice``).
+            sop_instance_uid: the DICOM SOP Instance UID of the file (column ``sop_instance_uid``).
+            volume_mask: a slice of a volume whose mask is one file (``<name>_mask.nii.gz``, written by the caller
+                with :meth:`add_file`): no per-image files, and ``mask_file`` names that file.
 
         Raises:
             ValueError: the class probabilities are not finite (nothing is written for the image).
@@ -218,10 +242,11 @@ class OutputWriter:
                 "network is broken or overflows on this input)"
             )
         stem = self._unique_stem(prediction.source)
-        mask_path = self._path(f"{stem}_mask.png")
-        write_png(mask_path, prediction.mask * np.uint8(255))
-        self.files.append(mask_path.name)
-        if self.overlays:
+        mask_path = self._path(volume_mask or f"{stem}_mask.png")
+        if volume_mask is None:
+            write_png(mask_path, prediction.mask * np.uint8(255))
+            self.files.append(mask_path.name)
+        if self.overlays and volume_mask is None:
             caption = [f"{prediction.class_name} {prediction.probability:.2f}", f"mask {prediction.mask_area} px"]
             overlay_path = self._path(f"{stem}_overlay.png")
             write_png(overlay_path, overlay(prediction.image, prediction.mask, None, caption))
@@ -247,6 +272,8 @@ class OutputWriter:
             "height": height,
             "width": width,
             "mask_file": mask_path.name,
+            "slice": slice_index,
+            "sop_instance_uid": sop_instance_uid,
         }
         try:
             self._csv.writerow({key: csv_cell(value) for key, value in row.items()})
@@ -258,6 +285,15 @@ class OutputWriter:
             ) from error
         self.rows.append(row)
         return row
+
+    def volume_mask_path(self, source: str) -> Path:
+        """A new ``<stem>_mask.nii.gz`` in the folder for a volume's mask (listed in ``files`` by :meth:`add_file`)."""
+        stem = self._unique_stem(source)
+        return self._path(f"{stem}_mask.nii.gz")
+
+    def add_file(self, path: Path) -> None:
+        """List a file the caller wrote into the folder (``files`` in the JSON; ``--overwrite`` removes it)."""
+        self.files.append(path.name)
 
     def fail(self, source: str, error: str) -> None:
         """Record an input that could not be predicted (listed in ``predictions.json`` under ``failed``)."""
@@ -279,6 +315,7 @@ class OutputWriter:
                 {**row, "probabilities": {n: row[f"p_{n}"] for n in self.class_names}} for row in self.rows
             ],
             "failed": [{"file": f.source, "error": f.error} for f in self.failures],
+            "not_read": list(self.not_read),
             "files": list(self.files),
         }
         # Strict JSON: rows are finite (checked in write); a missing setting is null, never NaN.

@@ -21,7 +21,8 @@ from brain_mtl.models.tta import TTAMode, output_stride_of, parse_tta, tta_probs
 
 __all__ = ["ImageInput", "Predictor"]
 
-ImageInput = str | os.PathLike | np.ndarray
+ImageInput = str | os.PathLike | np.ndarray | tuple[str, np.ndarray]
+"""A file, an image array, or ``(name, array)``: an array with the name its results carry (e.g. a DICOM frame)."""
 """A path to an image file, or an image array: ``(H, W)`` gray or ``(H, W, 3|4)`` RGB(A)."""
 
 
@@ -208,7 +209,13 @@ class Predictor:
         pending: list[tuple[str, np.ndarray] | Failure] = []
         readable = 0
         for index, item in enumerate(images_or_paths):
-            source = f"array_{index}" if isinstance(item, np.ndarray) else str(item)
+            source = (
+                f"array_{index}"
+                if isinstance(item, np.ndarray)
+                else str(item[0])
+                if isinstance(item, tuple)
+                else str(item)
+            )
             try:
                 pending.append((source, self._read(item)))
                 readable += 1
@@ -272,6 +279,8 @@ class Predictor:
     def _read(item: ImageInput) -> np.ndarray:
         if isinstance(item, np.ndarray):
             return as_rgb_uint8(item)
+        if isinstance(item, tuple):
+            return as_rgb_uint8(item[1])
         return read_image(item)
 
     def class_index(self, target_class: int | str | None) -> int | None:
