@@ -11,6 +11,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from brain_mtl.callbacks.tensorboard import tensorboard_writer
+from brain_mtl.checkpoints import read_checkpoint
 from brain_mtl.evaluation.build import build_report
 from brain_mtl.evaluation.leakage import datamodule_duplicates, datamodule_near_duplicates
 from brain_mtl.evaluation.records import ImageRecords
@@ -130,6 +131,12 @@ class EvaluationReport(Callback):
         if isinstance(datamodule, DatasetFacts):
             meta["data_root"] = str(Path(datamodule.dataset_root).absolute())
             meta["data_synthetic"] = bool(datamodule.is_synthetic)
+            meta["class_name_map"] = dict(getattr(datamodule, "class_name_map", None) or {})
+        trained_on = _training_root(meta)
+        if trained_on is not None and meta["data_root"] is not None:
+            meta["trained_on"] = trained_on
+            # Another folder than the one the network was trained on: external validation.
+            meta["external"] = Path(trained_on).resolve() != Path(meta["data_root"]).resolve()
         if datamodule is not None:
             if self.check_duplicates:
                 duplicates, note = datamodule_duplicates(datamodule, split, records.paths)
@@ -151,7 +158,21 @@ class EvaluationReport(Callback):
             near_duplicates_note=near_note,
             meta=meta,
             tta=hp.get("tta", "none"),
+            class_temperature=float((module.ensemble or {}).get("class_temperature", 1.0)),
         )
+
+
+def _training_root(meta: dict[str, Any]) -> str | None:
+    """The dataset folder the scored checkpoint (an ensemble's first member) was trained on, as it recorded it."""
+    members = meta.get("ensemble_members") or ([meta["ckpt_path"]] if meta.get("ckpt_path") else [])
+    if not members or not Path(members[0]).is_file():
+        return None
+    try:
+        settings = read_checkpoint(members[0]).get("datamodule_hyper_parameters") or {}
+    except (OSError, ValueError):
+        return None
+    root = settings.get("root") or settings.get("synthetic_root")
+    return str(Path(root).absolute()) if root else None
 
 
 def _gather(trainer: Trainer, records: ImageRecords) -> ImageRecords:

@@ -142,10 +142,11 @@ def split_dirs(task_dir: Path, problems: list[Problem]) -> list[tuple[str, Path]
     if task_dir.is_dir() and "train" not in {name for name, _ in found}:
         problems.append(
             Problem(
-                "bad_root",
+                "missing_train",
                 task_dir / "train",
                 "the train split folder is missing.",
-                f"create {task_dir / 'train'} with the training data.",
+                f"create {task_dir / 'train'} with the training data (a folder to test on only, e.g. for "
+                "external validation, needs none: `test` reads its test split).",
             )
         )
     return found

@@ -12,6 +12,7 @@ masks.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -31,6 +32,7 @@ from brain_mtl.data.duplicates import check_duplicates, duplicate_groups
 from brain_mtl.data.inspection import inspect_files, report_file
 from brain_mtl.data.layout import (
     CLASSIFICATION_TASK,
+    MANIFEST,
     SEGMENTATION_TASK,
     SPLITS,
     is_image,
@@ -42,7 +44,7 @@ from brain_mtl.data.layout import (
 )
 from brain_mtl.data.records import DatasetIndex, FoundImage, ImageRecord, Problem
 
-__all__ = ["Twins", "cross_split_duplicates", "index_dataset"]
+__all__ = ["Twins", "attach_patients", "cross_split_duplicates", "index_dataset"]
 
 
 class Twins:
@@ -134,9 +136,46 @@ def index_dataset(
     records = _label_segmentation(records, problems)
     check_masks(records, problems, decode)
     check_duplicates(records, problems)
+    records = attach_patients(root, records, problems)
     index.records = sorted(records, key=lambda r: (r.task, SPLITS.index(r.split), str(r.path)))
     check_splits(root, index.records, problems)
     return index
+
+
+def attach_patients(root: Path, records: list[ImageRecord], problems: list[Problem]) -> list[ImageRecord]:
+    """Records with their patient id from ``<root>/manifest.csv`` (columns ``image`` and ``patient_id``), if any.
+
+    ``image`` is a file path relative to the root (or a file name); a record gets the patient of the manifest row
+    with its file name stem, so an image's classification and segmentation copies get the same one. A stem given
+    two patients is an error (the split could not keep both patients whole); a manifest without a ``patient_id``
+    column (the synthetic generator's) is not read for patients.
+    """
+    path = root / MANIFEST
+    if not path.is_file():
+        return records
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not {"image", "patient_id"} <= set(reader.fieldnames or ()):
+                return records
+            rows = [(Path(row["image"] or "").stem, (row["patient_id"] or "").strip()) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        problems.append(Problem("unreadable_manifest", path, f"cannot read it ({error}).", "fix or remove it."))
+        return records
+    patients: dict[str, str] = {}
+    for stem, patient in rows:
+        if not stem or not patient:
+            continue
+        if patients.setdefault(stem, patient) != patient:
+            problems.append(
+                Problem(
+                    "manifest_conflict",
+                    path,
+                    f"the image {stem!r} is given two patients, {patients[stem]!r} and {patient!r}.",
+                    "give each image one patient id.",
+                )
+            )
+    return [replace(r, patient=patients.get(r.stem)) if r.stem in patients else r for r in records]
 
 
 def _check_unique_names(found: list[FoundImage], problems: list[Problem]) -> None:

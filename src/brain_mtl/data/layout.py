@@ -27,6 +27,7 @@ __all__ = [
     "CLASSIFICATION_TASK",
     "CLASS_CODES",
     "IMAGES_DIR",
+    "MANIFEST",
     "MASKS_DIR",
     "MASK_EXTENSION",
     "SEGMENTATION_TASK",
@@ -46,6 +47,9 @@ __all__ = [
     "resolve_class",
     "segmentation_dirs",
 ]
+
+MANIFEST = "manifest.csv"
+"""Optional per-image table at the dataset root; a ``patient_id`` column (with ``image``) groups images by patient."""
 
 CLASSIFICATION_TASK = "classification_task"
 """Folder of the classification images (one sub-folder per class in each split)."""

@@ -6,6 +6,7 @@ summary and the DataModule read them. Plain frozen dataclasses, no file access.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -104,6 +105,8 @@ class ImageRecord:
         channels: channels as stored (1 gray, 3 RGB, 4 RGBA).
         mask_area: tumour fraction of the mask (segmentation images), else None.
         phash: 64-bit perceptual hash of the pixels (near-duplicates); None when the index did not decode them.
+        patient: the patient id from the folder's ``manifest.csv`` (column ``patient_id``), else None; images of
+            one patient are kept on one side of every split and fold.
     """
 
     path: Path
@@ -118,6 +121,7 @@ class ImageRecord:
     channels: int = 0
     mask_area: float | None = None
     phash: int | None = None
+    patient: str | None = None
 
     @property
     def stem(self) -> str:
@@ -167,9 +171,13 @@ class DatasetIndex:
         present = {r.split for r in self.records}
         return [s for s in SPLITS if s in present]
 
-    def raise_for_errors(self) -> None:
-        """Raise one :class:`DatasetError` listing every error (one per line), if there is any."""
-        errors = self.errors
+    def raise_for_errors(self, allowed: Sequence[str] = ()) -> None:
+        """Raise one :class:`DatasetError` listing every error (one per line), if there is any.
+
+        Args:
+            allowed: error kinds that do not count here (``missing_train`` for a folder only tested on).
+        """
+        errors = [p for p in self.errors if p.kind not in allowed]
         if errors:
             lines = "\n".join(f"  - {p}" for p in errors)
             raise DatasetError(

@@ -26,7 +26,10 @@ __all__ = ["carve_fold", "carve_validation", "fold_groups", "same_image_groups"]
 def same_image_groups(
     records: Sequence[ImageRecord], near_duplicate_distance: int | None = None
 ) -> list[list[ImageRecord]]:
-    """Records that are the same image: same file name (across tasks), same bytes or near-duplicates, transitively.
+    """Records that are one image (a file name across tasks, bytes, near-duplicates) or one patient, transitively.
+
+    The patient is :attr:`~brain_mtl.data.records.ImageRecord.patient`, from the folder's manifest: a group never
+    spans two sides of a split.
 
     Args:
         records: e.g. the training records of both tasks.
@@ -39,7 +42,7 @@ def same_image_groups(
     links: list[tuple[int, int]] = []
     first_by_key: dict[tuple[str, str], int] = {}
     for i, r in enumerate(records):
-        for key in (("stem", r.stem), ("digest", r.digest)):
+        for key in (("stem", r.stem), ("digest", r.digest), ("patient", r.patient or "")):
             if key[1]:
                 links.append((first_by_key.setdefault(key, i), i))
     if near_duplicate_distance is not None:

@@ -1,0 +1,185 @@
+"""Other public datasets written in the BRISC layout, so that every command reads them.
+
+:func:`convert_figshare`: Cheng et al.'s Figshare brain-tumour set (3,064 T1-weighted contrast-enhanced slices of 233
+patients, meningioma / glioma / pituitary, a tumour mask for every slice; MATLAB v7.3 ``.mat`` files, read with
+h5py). Each file's ``cjdata`` holds ``image`` (int16), ``label`` (1 meningioma, 2 glioma, 3 pituitary), ``PID`` (the
+patient id as characters) and ``tumorMask``, all stored transposed as MATLAB stores arrays (column-major). The
+slice is written as an 8-bit PNG (its 0.5th to 99.5th percentile onto 0..255, as the clinical readers do), in the
+classification and the segmentation task, its mask as a 0/255 PNG, and ``manifest.csv`` gives every image's
+patient, so that validation splits and folds keep each patient on one side.
+
+It refuses to write into a folder that holds anything else, lists the files it could not read (the others are
+written), and can be run again: a finished conversion is recognised (``convert.json``) and left as it is, an
+interrupted one is completed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from brain_mtl.data.clinical import percentile_window
+from brain_mtl.data.layout import CLASSIFICATION_TASK, IMAGES_DIR, MANIFEST, MASKS_DIR, SEGMENTATION_TASK
+from brain_mtl.files import atomic_write_text
+from brain_mtl.viz import write_png
+
+__all__ = ["CONVERT_MARKER", "FIGSHARE_LABELS", "ConversionError", "ConversionResult", "convert_figshare"]
+
+CONVERT_MARKER = "convert.json"
+"""Written last in the output folder: what was converted from where, and what could not be read."""
+
+FIGSHARE_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
+"""The Figshare set's ``cjdata.label`` values -> brain_mtl class names."""
+
+
+class ConversionError(ValueError):
+    """The conversion cannot start: the message names the folder and the fix."""
+
+
+@dataclass
+class ConversionResult:
+    """What a conversion did.
+
+    Attributes:
+        output: the BRISC-layout folder.
+        converted: images written (or found written by an earlier, interrupted run).
+        failed: ``(file, reason)`` for every input that could not be read.
+        already_done: the folder held a finished conversion of the same input: nothing was written.
+    """
+
+    output: Path
+    converted: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    already_done: bool = False
+
+
+def _start(output: Path, kind: str, source: Path) -> bool:
+    """Check the output folder; True when it already holds this finished conversion."""
+    marker = output / CONVERT_MARKER
+    if marker.is_file():
+        try:
+            done = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            done = {}
+        if done.get("kind") == kind and done.get("input") == str(source.resolve()) and done.get("complete"):
+            return True
+    if output.is_dir() and any(output.iterdir()) and not (output / ".converting").is_file():
+        raise ConversionError(
+            f"{output}: the folder holds files that this conversion did not write; refusing to write into it. "
+            "Give a new or empty --output folder."
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / ".converting", json.dumps({"kind": kind, "input": str(source.resolve())}))
+    return False
+
+
+def _finish(output: Path, kind: str, source: Path, result: ConversionResult, extra: dict | None = None) -> None:
+    content = {
+        "kind": kind,
+        "input": str(source.resolve()),
+        "converted": result.converted,
+        "failed": [{"file": f, "error": e} for f, e in result.failed],
+        "complete": True,
+        **(extra or {}),
+    }
+    atomic_write_text(output / CONVERT_MARKER, json.dumps(content, indent=2) + "\n")
+    (output / ".converting").unlink(missing_ok=True)
+
+
+def _write_once(path: Path, image: np.ndarray) -> None:
+    """Write a PNG atomically unless an earlier run already wrote it (atomic writes leave no partial file)."""
+    if not path.is_file():
+        write_png(path, image)
+
+
+def _read_mat(path: Path) -> tuple[np.ndarray, int, str, np.ndarray]:
+    """``(image, label, patient id, mask)`` of one Figshare file, in MATLAB's (row, column) orientation."""
+    try:
+        import h5py
+    except ImportError:
+        raise ValueError(
+            f"{path}: reading MATLAB v7.3 files needs h5py: pip install 'brain_mtl[clinical]' (or pip install h5py)"
+        ) from None
+    try:
+        with h5py.File(path, "r") as handle:
+            data = handle["cjdata"]
+            image = np.asarray(data["image"]).T
+            label = int(np.asarray(data["label"]).reshape(-1)[0])
+            patient = "".join(chr(int(c)) for c in np.asarray(data["PID"]).reshape(-1) if int(c)).strip()
+            mask = np.asarray(data["tumorMask"]).T
+    except (OSError, KeyError, ValueError, TypeError, IndexError) as error:
+        raise ValueError(f"not a Figshare cjdata file ({' '.join(str(error).split())[:160]})") from None
+    if label not in FIGSHARE_LABELS:
+        raise ValueError(f"cjdata.label is {label}, not 1 (meningioma), 2 (glioma) or 3 (pituitary)")
+    if image.ndim != 2 or mask.shape != image.shape:
+        raise ValueError(f"image {image.shape} and tumorMask {mask.shape} are not one 2D slice and its mask")
+    return image, label, patient, mask
+
+
+def convert_figshare(
+    input_dir: str | os.PathLike, output_dir: str | os.PathLike, split: str = "train"
+) -> ConversionResult:
+    """Write the Figshare set's ``.mat`` files as a BRISC-layout folder with a patient manifest.
+
+    Args:
+        input_dir: folder holding the ``.mat`` files (searched recursively: the download has four zip parts).
+        output_dir: new or empty folder (or one this function was interrupted in).
+        split: the split written: ``train`` (carve validation and folds from it) or ``test`` (external
+            validation of a model trained elsewhere).
+
+    Returns:
+        The :class:`ConversionResult`.
+
+    Raises:
+        ConversionError: no ``.mat`` file in ``input_dir``, a split other than train or test, or an output folder
+            that holds other files.
+    """
+    source, output = Path(input_dir), Path(output_dir)
+    if split not in ("train", "test"):
+        raise ConversionError(f"--split must be train or test, got {split!r}")
+    files = sorted(source.rglob("*.mat"), key=lambda p: (len(p.stem), p.stem, str(p)))
+    if not files:
+        raise ConversionError(f"{source}: no .mat files found (the Figshare set's files are 1.mat ... 3064.mat)")
+    result = ConversionResult(output)
+    if _start(output, "figshare", source):
+        result.already_done = True
+        return result
+    rows = []
+    for path in files:
+        try:
+            image, label, patient, mask = _read_mat(path)
+        except ValueError as error:
+            result.failed.append((str(path), str(error) if str(path) in str(error) else f"{path}: {error}"))
+            continue
+        name = f"figshare_{path.stem}.png"
+        low, high = percentile_window(image)
+        gray = np.round(np.clip((image.astype(np.float64) - low) / max(high - low, 1e-12), 0, 1) * 255)
+        png = gray.astype(np.uint8)
+        class_name = FIGSHARE_LABELS[label]
+        classification = output / CLASSIFICATION_TASK / split / class_name / name
+        _write_once(classification, png)
+        _write_once(output / SEGMENTATION_TASK / split / IMAGES_DIR / name, png)
+        _write_once(output / SEGMENTATION_TASK / split / MASKS_DIR / name, (mask > 0).astype(np.uint8) * 255)
+        rows.append(
+            {
+                "image": classification.relative_to(output).as_posix(),
+                "patient_id": patient or f"unknown_{path.stem}",
+                "label": class_name,
+                "source": path.name,
+            }
+        )
+        result.converted += 1
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["image", "patient_id", "label", "source"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(output / MANIFEST, buffer.getvalue())
+    patients = len({row["patient_id"] for row in rows})
+    _finish(output, "figshare", source, result, {"split": split, "patients": patients})
+    return result
