@@ -99,7 +99,9 @@ def _faults_on_reuse(allocator_env: str | None) -> tuple[bool, int]:
 def test_keep_freed_memory_lets_a_training_step_reuse_freed_pages():
     applied, faults = _faults_on_reuse(None)
     assert applied
-    assert faults < 1_000  # the last step reuses the pages that the steps before it freed
+    # The last step reuses the pages that the steps before it freed: a few hundred faults, 1,024 seen once on a busy
+    # suite run; the control below faults 50 times more at least.
+    assert faults < 5_000
     # The control: glibc's defaults unmap each large buffer on free and fault its pages in again every step.
     applied, faults = _faults_on_reuse("system")
     assert not applied

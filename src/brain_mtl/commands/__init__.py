@@ -23,6 +23,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": ("brain_mtl.commands.export:export_main", "export a checkpoint to ONNX or a state dict"),
     "cv": ("brain_mtl.commands.cv:cv_main", "k-fold cross-validation: fit every fold, then summarise them"),
+    "calibrate": (
+        "brain_mtl.commands.calibrate:calibrate_main",
+        "fit the class head's temperature on held-out images and write a calibrated model file",
+    ),
+    "convert": (
+        "brain_mtl.commands.convert:convert_main",
+        "write another public dataset (figshare: Cheng et al.'s .mat files) in the BRISC layout",
+    ),
     "app": ("brain_mtl.app:app_main", "start the web app (Streamlit) for a checkpoint or an ONNX file"),
 }
 """Command name -> (``"module:function"`` taking the arguments after the name and returning the exit status,

@@ -12,12 +12,13 @@ GPU, machine or SLURM array task, each a ``fit --data.num_folds K --data.fold k 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,16 @@ __all__ = ["FOLD_DONE", "cv", "cv_main", "fold_figures"]
 FOLD_DONE = "fold_done.json"
 """Written in a fold's folder when its fit and its validation report are complete: the fold is then skipped."""
 
-FIGURES = ("dice_pooled", "dice_per_image", "all_image_dice", "false_mask_rate", "accuracy", "macro_f1", "ece")
+FIGURES = (
+    "dice_pooled",
+    "dice_per_image",
+    "all_image_dice",
+    "false_mask_rate",
+    "accuracy",
+    "macro_f1",
+    "ece",
+    "nll",
+)
 """The validation figures of each fold, summarised as mean and standard deviation."""
 
 USAGE = "usage: brain_mtl cv --config CFG --folds K [--summarize_only] [any fit argument, e.g. --trainer.max_epochs 5]"
@@ -59,6 +69,7 @@ def fold_figures(report: dict[str, Any]) -> dict[str, Any]:
         "accuracy": report["classification"]["accuracy"],
         "macro_f1": report["classification"]["macro_f1"],
         "ece": report["classification"]["ece"],
+        "nll": report["classification"].get("nll", float("nan")),
     }
     out.update({f"dice_{name}": f["dice_pooled"] for name, f in seg["by_class"].items()})
     return out
@@ -126,6 +137,21 @@ def _validation_paths(report_dir: Path) -> list[str]:
         return sorted({row["path"] for row in csv.DictReader(handle)})
 
 
+@contextlib.contextmanager
+def _command_line(args: list[str]) -> Iterator[list[str]]:
+    """``sys.argv`` set to one fold's command for the block: its own command line, not ``cv ...``.
+
+    LightningCLI then reads the fold's arguments as the process's (no warning about two sets of arguments), and
+    a strategy that starts processes (DDP) starts them on the fold's command.
+    """
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "brain_mtl", *args]
+    try:
+        yield args
+    finally:
+        sys.argv = saved
+
+
 def _run_fold(main: Callable[[list[str]], int], fit_args: list[str], folds: int, fold: int, fold_dir: Path) -> int:
     """Fit fold ``fold`` (resuming it), score its best checkpoint on its validation fold; write FOLD_DONE."""
     done = fold_dir / FOLD_DONE
@@ -143,7 +169,8 @@ def _run_fold(main: Callable[[list[str]], int], fit_args: list[str], folds: int,
     ]
     resume = any((fold_dir / "checkpoints").glob("last*.ckpt"))
     print(f"cv: fold {fold} of {folds} in {fold_dir}{' (resumed from last.ckpt)' if resume else ''}", file=sys.stderr)
-    status = main(["fit", *fold_args, *(["--ckpt_path", "last"] if resume else [])])
+    with _command_line(["fit", *fold_args, *(["--ckpt_path", "last"] if resume else [])]) as command:
+        status = main(command)
     if status:
         return status
     return _score_fold(main, fit_args, folds, fold, fold_dir)
@@ -157,24 +184,24 @@ def _score_fold(main: Callable[[list[str]], int], fit_args: list[str], folds: in
         print(f"error: cv: fold {fold} wrote no checkpoint in {fold_dir / 'checkpoints'}", file=sys.stderr)
         return 1
     report_dir = fold_dir / "validation_report"
-    status = main(
-        [
-            "test",
-            *fit_args,
-            "--data.num_folds",
-            str(folds),
-            "--data.fold",
-            str(fold),
-            "--data.test_split",
-            "val",
-            "--ckpt_path",
-            str(best),
-            "--trainer.logger",
-            "false",
-            "--trainer.default_root_dir",
-            str(report_dir),
-        ]
-    )
+    command = [
+        "test",
+        *fit_args,
+        "--data.num_folds",
+        str(folds),
+        "--data.fold",
+        str(fold),
+        "--data.test_split",
+        "val",
+        "--ckpt_path",
+        str(best),
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(report_dir),
+    ]
+    with _command_line(command):
+        status = main(command)
     if status:
         return status
     report = json.loads((report_dir / "report.json").read_text())

@@ -299,8 +299,13 @@ class BrainTumorCLI(LightningCLI):
         }
         loaded = load_checkpoint(path, **options)
         self.model.model = loaded.model
-        self.model.ensemble = {"ensemble": path, "ensemble_members": list(loaded.members)}
-        _say(f"brain_mtl: scoring the ensemble {path}: the averaged probabilities of {len(loaded.members)} members")
+        self.model.ensemble = {
+            "ensemble": path,
+            "ensemble_members": list(loaded.members),
+            "class_temperature": loaded.temperature,
+        }
+        calibrated = f", class head at temperature {loaded.temperature:.3f}" if loaded.temperature != 1.0 else ""
+        _say(f"brain_mtl: scoring {path}: the averaged probabilities of {len(loaded.members)} member(s){calibrated}")
 
     def _newest_usable_last(self, config: Any) -> tuple[str, dict[str, Any]] | None:
         candidates = [

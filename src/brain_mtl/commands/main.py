@@ -106,8 +106,9 @@ def main(args: Sequence[str] | None = None, model_class: type | None = None) -> 
         if argv[0] in COMMANDS:
             return int(command_main(argv[0])(argv[1:]) or 0)
         _check_config_files(argv[1:])
-        # LightningCLI reads sys.argv itself when called from the command line (it warns when given both).
-        _run_lightning(None if args is None else argv, model_class)
+        # LightningCLI reads sys.argv itself when these are the process's own arguments (it warns when given both;
+        # `cv` sets sys.argv to each fold's command, which DDP's child processes then run again).
+        _run_lightning(None if args is None or argv == sys.argv[1:] else argv, model_class)
     except ConfigError as error:  # a usage error, like a value jsonargparse refuses (exit status 2)
         print(f"error: {error}", file=sys.stderr)
         return 2
