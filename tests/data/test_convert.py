@@ -52,7 +52,7 @@ def test_convert_figshare_then_check_data_then_a_split_with_no_patient_on_both_s
     out = tmp_path / "brisc"
     assert main(["convert", "figshare", "--input", str(figshare), "--output", str(out)]) == 1  # one broken file
     printed = capsys.readouterr()
-    assert "25.mat" in printed.err and f"wrote {len(SLICES)} slices" in printed.out
+    assert "25.mat" in printed.err and f"wrote {len(SLICES)} images" in printed.out
     marker = json.loads((out / "convert.json").read_text())
     patients = {patient for _, _, patient in SLICES}
     assert marker["converted"] == len(SLICES) and marker["patients"] == len(patients) and len(marker["failed"]) == 1
@@ -112,3 +112,45 @@ def test_external_validation_on_a_converted_test_only_folder(figshare, tmp_path,
     assert "**External validation.**" in text and "Classes absent from it: no_tumor" in text
     # fit still needs a train split, and says so.
     assert main(["fit", "--config", str(config)]) == 1
+
+
+def test_convert_folders_then_test_on_classification_only_data(tmp_path, tiny_datasets, capsys):
+    trained_on = tiny_datasets(48, 12, seed=0)
+    kaggle = tmp_path / "kaggle"
+    rng = np.random.default_rng(0)
+    for split, per_class in (("Training", 2), ("Testing", 3)):
+        for folder in ("glioma", "meningioma", "notumor"):  # Kaggle's spelling of no_tumor; no pituitary here
+            (kaggle / split / folder).mkdir(parents=True)
+            for k in range(per_class):
+                cv2.imwrite(str(kaggle / split / folder / f"{folder}_{k}.jpg"), rng.integers(0, 255, (40, 36)))
+    (kaggle / "Testing" / "glioma" / "readme.txt").write_text("not an image")
+    out = tmp_path / "external"
+    args = ["convert", "folders", "--input", str(kaggle), "--output", str(out)]
+    assert main([*args[:3], str(tmp_path / "nowhere"), *args[4:]]) == 2  # no split folder there
+    (kaggle / "Testing" / "weird").mkdir()
+    assert main(args) == 2 and "unknown class folder 'weird'" in capsys.readouterr().err
+    (kaggle / "Testing" / "weird").rmdir()
+    assert main(args) == 1  # the .txt is named, the images are copied
+    assert sorted(p.name for p in (out / "classification_task" / "test").iterdir()) == [
+        "glioma",
+        "meningioma",
+        "no_tumor",
+    ]
+    assert main(args) == 0  # the finished conversion is recognised
+
+    ckpt = write_checkpoint(
+        tmp_path / "m.ckpt", datamodule_hparams={"root": str(trained_on), "image_size": 32, "keep_aspect": False}
+    )
+    run = tmp_path / "run"
+    config = tiny_config(out, run, overrides={"data.image_size": 32})
+    assert main(["test", "--config", str(config), "--ckpt_path", str(ckpt)]) == 0
+    report = json.loads(next(run.rglob("report.json")).read_text())
+    assert report["meta"]["external"] is True and report["meta"]["n_tumour_images_with_mask"] == 0
+    assert report["classification"]["n_images"] == 9
+    text = next(run.rglob("report.md")).read_text()
+    assert "It has no tumour masks: the segmentation figures are not measured" in text
+    assert "Classes absent from it: pituitary" in text
+    printed = capsys.readouterr()
+    assert "test/seg/dice" not in printed.out + printed.err  # not logged as 0 when nothing could be measured
+    assert "test/cls/acc" in printed.out + printed.err
+    assert main(["fit", "--config", str(config)]) == 1  # training needs the masks

@@ -123,3 +123,18 @@ def test_predict_images_on_a_folder_mixing_dicom_nifti_and_jpeg(tmp_path, capsys
     assert mask.shape == (24, 20, 6) and volume_rows[0]["mask_file"] == "brain_mask.nii.gz"
     np.testing.assert_allclose(mask.affine, affine)
     assert volume_rows[0]["mask_file"] in payload["files"]
+
+
+def test_the_app_reads_a_dicom_upload_and_the_middle_slice_of_a_nifti_upload(tmp_path):
+    from brain_mtl.app.uploads import UploadError, read_upload
+
+    dicom = write_dicom(tmp_path / "a.dcm", _ramp(), window=(2000, 4000))
+    np.testing.assert_array_equal(read_upload("a.dcm", dicom.read_bytes()), read_dicom(dicom)[0].image)
+    data = np.random.default_rng(3).random((16, 12, 5)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 4.0, 1.0])), str(tmp_path / "v.nii.gz"))
+    image = read_upload("v.nii.gz", (tmp_path / "v.nii.gz").read_bytes())
+    np.testing.assert_array_equal(image, read_nifti(tmp_path / "v.nii.gz").slices[2].image)
+    with pytest.raises(UploadError, match=r"broken\.nii\.gz: not a readable NIfTI file"):
+        read_upload("broken.nii.gz", b"\x1f\x8b not really gzip")
+    with pytest.raises(UploadError, match=r"notes\.gz: a \.gz file that is not a NIfTI volume"):
+        read_upload("notes.gz", b"\x1f\x8b")

@@ -12,12 +12,12 @@ import numpy as np
 
 from brain_mtl.data import io as data_io
 from brain_mtl.data import synthesize_slice
-from brain_mtl.data.clinical import read_dicom
+from brain_mtl.data.clinical import read_dicom, read_nifti_bytes
 from brain_mtl.data.errors import DatasetError
 from brain_mtl.data.headers import FORMAT_NAMES, HeaderError, check_declared_size, sniff_format
 from brain_mtl.data.io import is_truncated, to_rgb_uint8
 
-UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "dcm")
+UPLOAD_TYPES = ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "dcm", "nii", "gz")
 """File extensions the uploader offers."""
 
 MAX_PIXELS = 25_000_000
@@ -67,8 +67,9 @@ def read_upload(name: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndar
     """Decode an uploaded file into ``(H, W, 3)`` uint8 RGB, as ``predict-images`` reads files.
 
     A DICOM file (``.dcm``, or ``DICM`` at byte 128) is read by :func:`brain_mtl.data.clinical.read_dicom` (its
-    first frame). Gray, RGB, RGBA, 16-bit: the data package's reader (:mod:`brain_mtl.data.io`) converts them. The
-    size is read from the file's own header before any pixel is decoded
+    first frame), a NIfTI volume (``.nii``, ``.nii.gz``) by :func:`~brain_mtl.data.clinical.read_nifti` (its
+    middle through-plane slice). Gray, RGB, RGBA, 16-bit: the data package's reader (:mod:`brain_mtl.data.io`)
+    converts them. The size is read from the file's own header before any pixel is decoded
     (:func:`brain_mtl.data.headers.check_declared_size`, for
     every accepted format), and a file whose size cannot be read that way is refused, so a huge or disguised image
     never reaches the decoder.
@@ -84,6 +85,17 @@ def read_upload(name: str, data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndar
     """
     if not data:
         raise UploadError(f"{name}: the file is empty (0 bytes): upload the scan again.")
+    if name.lower().endswith((".nii", ".nii.gz")):
+        try:  # one slice of a volume: the middle one (predict-images predicts every slice and writes a .nii.gz mask)
+            volume = read_nifti_bytes(name, data)
+        except ValueError as error:
+            raise UploadError(str(error)) from error
+        image = volume.slices[len(volume.slices) // 2].image
+        if image.shape[0] * image.shape[1] > max_pixels:
+            raise UploadError(f"{name}: its slices are larger than {max_pixels / 1e6:g} megapixels")
+        return image
+    if name.lower().endswith(".gz"):
+        raise UploadError(f"{name}: a .gz file that is not a NIfTI volume (.nii.gz): upload the scan itself.")
     if name.lower().endswith((".dcm", ".dicom")) or data[128:132] == b"DICM":
         try:  # a multi-frame file: its first frame (predict-images predicts every frame)
             return read_dicom(name, data, max_pixels)[0].image

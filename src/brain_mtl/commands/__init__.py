@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "convert": (
         "brain_mtl.commands.convert:convert_main",
-        "write another public dataset (figshare: Cheng et al.'s .mat files) in the BRISC layout",
+        "write another dataset in the BRISC layout (figshare: Cheng et al.'s .mat files; folders: a class tree)",
     ),
     "app": ("brain_mtl.app:app_main", "start the web app (Streamlit) for a checkpoint or an ONNX file"),
 }

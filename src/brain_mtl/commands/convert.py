@@ -1,4 +1,4 @@
-"""``python -m brain_mtl convert figshare``: another public dataset written in the BRISC layout."""
+"""``python -m brain_mtl convert figshare|folders``: another public dataset written in the BRISC layout."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from collections.abc import Sequence
 from typing import Literal
 
 from brain_mtl.commands.base import UsageError, run_command
-from brain_mtl.data.convert import CONVERT_MARKER, ConversionError, convert_figshare
+from brain_mtl.data.convert import CONVERT_MARKER, ConversionError, ConversionResult, convert_figshare, convert_folders
 
-__all__ = ["convert_main", "figshare"]
+__all__ = ["convert_main", "figshare", "folders"]
 
-USAGE = "usage: brain_mtl convert figshare --input DIR --output DIR [--split train|test]"
+USAGE = (
+    "usage: brain_mtl convert figshare --input DIR --output DIR [--split train|test]\n"
+    "       brain_mtl convert folders --input DIR --output DIR [--class_name_map '{notumor: no_tumor}']"
+)
 
 
 def figshare(input: str, output: str, split: Literal["train", "test"] = "train") -> int:
@@ -35,22 +38,49 @@ def figshare(input: str, output: str, split: Literal["train", "test"] = "train")
         result = convert_figshare(input, output, split)
     except ConversionError as error:
         raise UsageError(str(error)) from None
+    hint = f"check it with: python -m brain_mtl check-data --root {output}"
+    return _summary(result, input, output, f"{split} split, patients in manifest.csv", hint)
+
+
+def folders(input: str, output: str, class_name_map: dict[str, str] | None = None) -> int:
+    """Copy a Training|Testing/<class>/ image tree (the 7,023-image Kaggle set) into a BRISC-layout folder.
+
+    Training becomes train, Testing test; class folders are read with brain_mtl's spellings and --class_name_map.
+    Classification only (no masks): a folder to test on, e.g. for external validation. The output folder must be
+    new or empty, or hold an interrupted or finished conversion of the same input.
+
+    Args:
+        input: the folder holding Training/ and Testing/ (or train/, test/, val/).
+        output: the BRISC-layout folder to write.
+        class_name_map: extra class folder spellings, e.g. {notumor: no_tumor}.
+
+    Returns:
+        The exit status.
+    """
+    try:
+        result = convert_folders(input, output, class_name_map)
+    except ConversionError as error:
+        raise UsageError(str(error)) from None
+    hint = (
+        f"test a trained network on it with: python -m brain_mtl test --config CFG --ckpt_path X --data.root {output}"
+    )
+    return _summary(result, input, output, "classification only", hint)
+
+
+def _summary(result: ConversionResult, input: str, output: str, what: str, hint: str) -> int:
     if result.already_done:
         print(f"{output}: already holds the finished conversion of {input} ({CONVERT_MARKER}); nothing written")
         return 0
     for _, reason in result.failed:
         print(f"skipped: {reason}", file=sys.stderr)
-    print(
-        f"wrote {result.converted} slices to {output} (BRISC layout, {split} split, patients in manifest.csv); "
-        f"check it with: python -m brain_mtl check-data --root {output}"
-    )
+    print(f"wrote {result.converted} images to {output} (BRISC layout, {what}); {hint}")
     if result.failed:
         print(f"{len(result.failed)} files could not be read: " + ", ".join(f for f, _ in result.failed))
         return 1
     return 0
 
 
-CONVERTERS = {"figshare": figshare}
+CONVERTERS = {"figshare": figshare, "folders": folders}
 """Dataset name -> converter command."""
 
 

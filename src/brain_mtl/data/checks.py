@@ -91,12 +91,14 @@ def check_root(root: Path, problems: list[Problem]) -> bool:
         return False
     for task in TASKS:
         if not (root / task).is_dir():
+            classification_only = task == SEGMENTATION_TASK
             problems.append(
                 Problem(
-                    "bad_root",
+                    "missing_segmentation" if classification_only else "bad_root",
                     root / task,
                     f"the {task}/ folder is missing: the joint model "
-                    "needs both classification images and segmentation pairs.",
+                    "needs both classification images and segmentation pairs"
+                    + (" to train (a classification-only folder can be tested on)." if classification_only else "."),
                     "restore the folder (BRISC ships both) next to the other one.",
                 )
             )

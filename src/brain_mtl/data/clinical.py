@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,7 @@ __all__ = [
     "percentile_window",
     "read_dicom",
     "read_nifti",
+    "read_nifti_bytes",
     "write_nifti_mask",
 ]
 
@@ -235,6 +237,26 @@ def _to_display(slice_ras: np.ndarray) -> np.ndarray:
 
 def _from_display(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[::-1, ::-1].T)
+
+
+def read_nifti_bytes(name: str, data: bytes, axis: int | None = None) -> NiftiVolume:
+    """:func:`read_nifti` of a file's bytes (an upload), ``name`` ending in ``.nii`` or ``.nii.gz``.
+
+    Raises:
+        ValueError: as :func:`read_nifti`; the message names ``name``.
+    """
+    suffix = ".nii.gz" if name.lower().endswith(".gz") else ".nii"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(data)
+        try:
+            volume = read_nifti(path, axis)
+        except ValueError as error:
+            raise ValueError(str(error).replace(str(path), name)) from None
+    volume.path = Path(name)
+    for item in volume.slices:
+        item.source = item.source.replace(str(path), name)
+    return volume
 
 
 def read_nifti(path: str | os.PathLike, axis: int | None = None) -> NiftiVolume:

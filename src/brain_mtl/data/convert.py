@@ -8,7 +8,11 @@ slice is written as an 8-bit PNG (its 0.5th to 99.5th percentile onto 0..255, as
 classification and the segmentation task, its mask as a 0/255 PNG, and ``manifest.csv`` gives every image's
 patient, so that validation splits and folds keep each patient on one side.
 
-It refuses to write into a folder that holds anything else, lists the files it could not read (the others are
+:func:`convert_folders`: a classification tree ``<split>/<class>/<images>`` (the 7,023-image Kaggle set's
+``Training`` / ``Testing``) copied into the classification task, with the class spellings mapped (no masks: for
+classification, e.g. as an external test set).
+
+Both refuse to write into a folder that holds anything else, list the files they could not read (the others are
 written), and can be run again: a finished conversion is recognised (``convert.json``) and left as it is, an
 interrupted one is completed.
 """
@@ -19,23 +23,44 @@ import csv
 import io
 import json
 import os
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from brain_mtl.classes import CLASS_NAMES
 from brain_mtl.data.clinical import percentile_window
-from brain_mtl.data.layout import CLASSIFICATION_TASK, IMAGES_DIR, MANIFEST, MASKS_DIR, SEGMENTATION_TASK
+from brain_mtl.data.io import IMAGE_EXTENSIONS
+from brain_mtl.data.layout import (
+    CLASSIFICATION_TASK,
+    IMAGES_DIR,
+    MANIFEST,
+    MASKS_DIR,
+    SEGMENTATION_TASK,
+    known_spellings,
+    resolve_class,
+)
 from brain_mtl.files import atomic_write_text
 from brain_mtl.viz import write_png
 
-__all__ = ["CONVERT_MARKER", "FIGSHARE_LABELS", "ConversionError", "ConversionResult", "convert_figshare"]
+__all__ = [
+    "CONVERT_MARKER",
+    "FIGSHARE_LABELS",
+    "ConversionError",
+    "ConversionResult",
+    "convert_figshare",
+    "convert_folders",
+]
 
 CONVERT_MARKER = "convert.json"
 """Written last in the output folder: what was converted from where, and what could not be read."""
 
 FIGSHARE_LABELS = {1: "meningioma", 2: "glioma", 3: "pituitary"}
 """The Figshare set's ``cjdata.label`` values -> brain_mtl class names."""
+
+_FOLDER_SPLITS = {"training": "train", "train": "train", "testing": "test", "test": "test", "val": "val"}
 
 
 class ConversionError(ValueError):
@@ -182,4 +207,59 @@ def convert_figshare(
     atomic_write_text(output / MANIFEST, buffer.getvalue())
     patients = len({row["patient_id"] for row in rows})
     _finish(output, "figshare", source, result, {"split": split, "patients": patients})
+    return result
+
+
+def convert_folders(
+    input_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    class_name_map: Mapping[str, str] | None = None,
+) -> ConversionResult:
+    """Copy a ``<split>/<class>/`` image tree into the classification task of a BRISC-layout folder.
+
+    ``Training`` / ``train`` become ``train``, ``Testing`` / ``test`` become ``test`` (``val`` stays); class folders
+    are read with brain_mtl's spellings plus ``class_name_map`` (e.g. ``{"notumor": "no_tumor"}``). The result has
+    no segmentation task: a folder to test classification on (``test`` accepts it; fit needs masks).
+
+    Raises:
+        ConversionError: no split folder, a class folder no spelling names (before anything is written), or an
+            output folder that holds other files.
+    """
+    source, output = Path(input_dir), Path(output_dir)
+    splits = (
+        [d for d in sorted(source.iterdir()) if d.is_dir() and d.name.lower() in _FOLDER_SPLITS]
+        if source.is_dir()
+        else []
+    )
+    if not splits:
+        raise ConversionError(
+            f"{source}: no split folder (Training, Testing, train, test or val) holding class folders"
+        )
+    plan = []
+    for split_dir in splits:
+        for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
+            label = resolve_class(class_dir.name, class_name_map)
+            if label is None:
+                raise ConversionError(
+                    f"{class_dir}: unknown class folder {class_dir.name!r} (known: {known_spellings(class_name_map)}). "
+                    f"Fix: --class_name_map '{{{class_dir.name}: <one of {', '.join(CLASS_NAMES)}>}}'"
+                )
+            plan.append((_FOLDER_SPLITS[split_dir.name.lower()], CLASS_NAMES[label], class_dir))
+    result = ConversionResult(output)
+    if _start(output, "folders", source):
+        result.already_done = True
+        return result
+    for split, class_name, class_dir in plan:
+        for path in sorted(p for p in class_dir.iterdir() if p.is_file()):
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                result.failed.append((str(path), f"{path}: not an image file (extension {path.suffix or 'none'})"))
+                continue
+            target = output / CLASSIFICATION_TASK / split / class_name / path.name
+            if not target.is_file():  # an interrupted run's copies are complete (renamed into place) or absent
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f".{target.name}.part")
+                shutil.copyfile(path, partial)
+                os.replace(partial, target)
+            result.converted += 1
+    _finish(output, "folders", source, result, {"class_name_map": dict(class_name_map or {})})
     return result

@@ -170,6 +170,7 @@ class BrainTumorDataModule(L.LightningDataModule):
         self.test_split = test_split
         self.num_folds = num_folds
         self.fold = fold
+        self._masks_known: dict[tuple[int, str], bool] = {}
         self.seed = seed
         self.keep_aspect = keep_aspect
         self.augment = augment
@@ -261,8 +262,9 @@ class BrainTumorDataModule(L.LightningDataModule):
             root = self.dataset_root
             log.info("dataset: %s%s", root.resolve(), " (synthetic)" if self.is_synthetic else "")
             index = index_dataset(root, class_name_map=self.class_name_map)
-            # A folder only tested on (external validation) needs no train split; fit and validate do.
-            index.raise_for_errors(allowed=("missing_train",) if stage in ("test", "predict") else ())
+            # A folder only tested on (external validation) needs no train split and no masks; fit and validate do.
+            tested_only = ("missing_train", "missing_segmentation") if stage in ("test", "predict") else ()
+            index.raise_for_errors(allowed=tested_only)
             for problem in index.warnings[:20]:
                 log.warning("dataset: %s", problem)
             if len(index.warnings) > 20:
@@ -397,6 +399,17 @@ class BrainTumorDataModule(L.LightningDataModule):
         if "val" not in self._require_index().splits:
             return []
         return self._dataloader_factory("val")
+
+    def split_has_masks(self, split: str) -> bool:
+        """Whether any tumour image of ``split`` has a known mask (False for a classification-only folder)."""
+        index = self._require_index()
+        key = (id(index), split)
+        if key not in self._masks_known:
+            self._masks_known.clear()  # one index at a time
+            self._masks_known[key] = bool(index.segmentation(split)) or any(
+                spec.mask_known and spec.label != NO_TUMOR for spec in self._evaluation_specs(split)
+            )
+        return self._masks_known[key]
 
     def test_dataloader(self) -> DataLoader:
         """Every image of ``test_split`` once, with its mask where known (:meth:`evaluation_dataloader`)."""

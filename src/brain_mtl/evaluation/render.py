@@ -116,7 +116,11 @@ def report_markdown(report: Report | dict) -> str:
                 if absent
                 else ""
             )
-            + "Segmentation figures cover only the images whose mask this dataset gives.",
+            + (
+                "Segmentation figures cover only the images whose mask this dataset gives."
+                if meta["n_tumour_images_with_mask"]
+                else "It has no tumour masks: the segmentation figures are not measured (n/a)."
+            ),
             "",
         ]
     synthetic = meta.get("data_synthetic")

@@ -61,7 +61,7 @@ class StageMetricsMixin:
             seg_images.append((eval_out.mask_logits[scored], eval_batch["mask"][scored]))
             class_scores.append((eval_out.class_logits, eval_batch["label"]))
             healthy_masks.append(eval_out.mask_logits[eval_batch["label"] == NO_TUMOR])
-        if seg_images:
+        if seg_images and self._split_has_masks(stage):
             # Pixel metrics on tumour images only (the literature's "Dice on tumour images"); healthy scans are
             # scored by the false-mask rate instead.
             n_scored = sum(len(truth) for _, truth in seg_images)
@@ -93,6 +93,20 @@ class StageMetricsMixin:
         if stage == "train":
             # This process's value, for the progress bar; the epoch's mean over every process is ``train/loss``.
             self.log("train/loss_step", parts.total, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
+
+    def _split_has_masks(self, stage: str) -> bool:
+        """False when the datamodule says that the split this stage evaluates holds no mask.
+
+        A classification-only dataset tested on: its pixel metrics are then not logged rather than logged as 0. The
+        same answer on every process, so DDP's processes log the same metrics.
+        """
+        try:
+            datamodule = self.trainer.datamodule
+        except RuntimeError:  # not attached to a trainer
+            return True
+        has_masks = getattr(datamodule, "split_has_masks", None)
+        split = {"val": "val", "test": getattr(datamodule, "test_split", "test")}.get(stage)
+        return True if has_masks is None or split is None else bool(has_masks(split))
 
     @staticmethod
     def _batch_size(batch: dict[str, Batch]) -> int:
