@@ -93,22 +93,26 @@ def test_a_manifest_that_gives_one_image_two_patients_is_an_error(tiny_datasets,
     assert [p.kind for p in index.problems if p.severity == "error"] == ["manifest_conflict"]
 
 
+def _test_on(folder, trained_on, tmp_path):
+    """``test`` on ``folder`` a tiny network whose checkpoint records ``trained_on``: (report, its text, config)."""
+    ckpt = write_checkpoint(
+        tmp_path / "m.ckpt", datamodule_hparams={"root": str(trained_on), "image_size": 32, "keep_aspect": False}
+    )
+    run = tmp_path / "run"
+    config = tiny_config(folder, run, overrides={"data.image_size": 32})
+    assert main(["test", "--config", str(config), "--ckpt_path", str(ckpt)]) == 0
+    return json.loads(next(run.rglob("report.json")).read_text()), next(run.rglob("report.md")).read_text(), config
+
+
 def test_external_validation_on_a_converted_test_only_folder(figshare, tmp_path, tiny_datasets):
     trained_on = tiny_datasets(48, 12, seed=0)
     out = tmp_path / "external"
     assert main(["convert", "figshare", "--input", str(figshare), "--output", str(out), "--split", "test"]) == 1
     assert not (out / "classification_task" / "train").exists()  # a folder to test on only
-    ckpt = write_checkpoint(
-        tmp_path / "m.ckpt", datamodule_hparams={"root": str(trained_on), "image_size": 32, "keep_aspect": False}
-    )
-    run = tmp_path / "run"
-    config = tiny_config(out, run, overrides={"data.image_size": 32})
-    assert main(["test", "--config", str(config), "--ckpt_path", str(ckpt)]) == 0
-    report = json.loads(next(run.rglob("report.json")).read_text())
+    report, text, config = _test_on(out, trained_on, tmp_path)
     meta = report["meta"]
     assert meta["external"] is True and meta["trained_on"] == str(trained_on.absolute())
     assert meta["n_images_per_class"]["no_tumor"] == 0 and meta["n_tumour_images_with_mask"] == len(SLICES)
-    text = next(run.rglob("report.md")).read_text()
     assert "**External validation.**" in text and "Classes absent from it: no_tumor" in text
     # fit still needs a train split, and says so.
     assert main(["fit", "--config", str(config)]) == 1
@@ -138,16 +142,9 @@ def test_convert_folders_then_test_on_classification_only_data(tmp_path, tiny_da
     ]
     assert main(args) == 0  # the finished conversion is recognised
 
-    ckpt = write_checkpoint(
-        tmp_path / "m.ckpt", datamodule_hparams={"root": str(trained_on), "image_size": 32, "keep_aspect": False}
-    )
-    run = tmp_path / "run"
-    config = tiny_config(out, run, overrides={"data.image_size": 32})
-    assert main(["test", "--config", str(config), "--ckpt_path", str(ckpt)]) == 0
-    report = json.loads(next(run.rglob("report.json")).read_text())
+    report, text, config = _test_on(out, trained_on, tmp_path)
     assert report["meta"]["external"] is True and report["meta"]["n_tumour_images_with_mask"] == 0
     assert report["classification"]["n_images"] == 9
-    text = next(run.rglob("report.md")).read_text()
     assert "It has no tumour masks: the segmentation figures are not measured" in text
     assert "Classes absent from it: pituitary" in text
     printed = capsys.readouterr()
