@@ -34,9 +34,8 @@ def calibrated_path(ckpt_path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}-calibrated.yaml")
 
 
-def _data_settings(first_member: str, root: str | None, split: str) -> dict[str, Any]:
+def _data_settings(first_member: str, content: dict[str, Any], root: str | None, split: str) -> dict[str, Any]:
     """The datamodule settings of the first member's training run (same split, same fold), ``root`` replaced."""
-    content = read_checkpoint(first_member)
     accepted = inspect.signature(BrainTumorDataModule).parameters  # not Lightning's own entries (_instantiator)
     settings = {k: v for k, v in (content.get("datamodule_hyper_parameters") or {}).items() if k in accepted}
     if not settings and root is None:
@@ -92,10 +91,10 @@ def calibrate(
         raise UsageError(f"--output {out} is the file given as --ckpt_path: write the calibrated file beside it")
     model = loaded.model if isinstance(loaded.model, EnsembleNet) else EnsembleNet([loaded.model])
     model.temperature = 1.0  # fitted on the uncalibrated probabilities
-    member_hparams = read_checkpoint(members[0]).get("hyper_parameters") or {}
-    tta = parse_tta(tta or member_hparams.get("tta", "none"))
+    first = read_checkpoint(members[0])  # its run's settings: the data split and the TTA
+    tta = parse_tta(tta or (first.get("hyper_parameters") or {}).get("tta", "none"))
 
-    datamodule = BrainTumorDataModule(**{**_data_settings(members[0], root, split), "batch_size": batch_size})
+    datamodule = BrainTumorDataModule(**{**_data_settings(members[0], first, root, split), "batch_size": batch_size})
     datamodule.num_workers = num_workers
     datamodule.setup("test")
     per_view = views(tta)  # the temperature applies to each view's class output, then the views are averaged

@@ -94,7 +94,7 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
             "Datasets:",
             *(f"  {name}: {fn.__doc__.splitlines()[0]}" for name, fn in CONVERTERS.items()),
             "",
-            "python -m brain_mtl convert figshare --help: its options",
+            "python -m brain_mtl convert DATASET --help: its options",
             sep="\n",
         )
         if args:

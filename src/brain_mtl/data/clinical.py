@@ -39,6 +39,7 @@ __all__ = [
     "read_dicom",
     "read_nifti",
     "read_nifti_bytes",
+    "window_to_uint8",
     "write_nifti_mask",
 ]
 
@@ -132,7 +133,8 @@ def percentile_window(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def _to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+def window_to_uint8(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``values`` from ``low`` (black) to ``high`` (white) onto 0..255, clipped outside (all black when high <= low)."""
     if not high > low:
         return np.zeros(values.shape, dtype=np.uint8)
     scaled = (values.astype(np.float64) - low) / (high - low)
@@ -156,8 +158,8 @@ def _dicom_window(ds: Any, values: np.ndarray) -> np.ndarray:
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
     if np.isfinite(center) and np.isfinite(width) and width >= 1:
         # PS3.3 C.11.2.1.2.1: below c - 0.5 - (w - 1) / 2 black, above c - 0.5 + (w - 1) / 2 white, linear between.
-        return _to_uint8(values, center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2)
-    return _to_uint8(values, *percentile_window(values))
+        return window_to_uint8(values, center - 0.5 - (width - 1) / 2, center - 0.5 + (width - 1) / 2)
+    return window_to_uint8(values, *percentile_window(values))
 
 
 def read_dicom(
@@ -214,7 +216,7 @@ def read_dicom(
     else:
         stack = np.asarray(pixels).reshape((frames, *np.asarray(pixels).shape[-3:]))
         low, high = (0.0, 255.0) if stack.dtype == np.uint8 else (float(stack.min()), float(stack.max()))
-        images = [np.ascontiguousarray(_to_uint8(frame, low, high)) for frame in stack]
+        images = [np.ascontiguousarray(window_to_uint8(frame, low, high)) for frame in stack]
     uid = str(ds.get("SOPInstanceUID", "")) or None
     if frames == 1:
         return [ClinicalSlice(images[0], str(path), None, uid)]
@@ -289,7 +291,7 @@ def read_nifti(path: str | os.PathLike, axis: int | None = None) -> NiftiVolume:
         axis = _slice_axis(nib, image)
     if axis not in (0, 1, 2):
         raise ValueError(f"{path}: slice axis {axis} is not 0, 1 or 2")
-    gray = _to_uint8(data, *percentile_window(data))
+    gray = window_to_uint8(data, *percentile_window(data))
     ornt = nib.orientations.io_orientation(image.affine)  # voxel axes -> RAS+ (flips and a permutation only)
     ras = nib.orientations.apply_orientation(gray, ornt)
     world_axis = int(ornt[axis, 0])

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from brain_mtl.classes import CLASS_NAMES
-from brain_mtl.data.clinical import percentile_window
+from brain_mtl.data.clinical import percentile_window, window_to_uint8
 from brain_mtl.data.io import IMAGE_EXTENSIONS
 from brain_mtl.data.layout import (
     CLASSIFICATION_TASK,
@@ -183,9 +183,7 @@ def convert_figshare(
             result.failed.append((str(path), str(error) if str(path) in str(error) else f"{path}: {error}"))
             continue
         name = f"figshare_{path.stem}.png"
-        low, high = percentile_window(image)
-        gray = np.round(np.clip((image.astype(np.float64) - low) / max(high - low, 1e-12), 0, 1) * 255)
-        png = gray.astype(np.uint8)
+        png = window_to_uint8(image, *percentile_window(image))
         class_name = FIGSHARE_LABELS[label]
         classification = output / CLASSIFICATION_TASK / split / class_name / name
         _write_once(classification, png)
