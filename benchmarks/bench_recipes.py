@@ -9,7 +9,9 @@ them slower, and a few validation batches) and sets ``max_steps`` so that
 the training steps plus the validation passes at each epoch's end fill the budget, so that the whole schedule
 (cosine decay, warm-up) runs in it; ``trainer.max_time`` caps the fit at the budget all the same. The budget is the
 fit's training time as Lightning's timer counts it (from the first step: not the indexing and image cache before
-it, which ``fit (min)`` in the table includes). With ``--epochs`` every candidate trains that many epochs instead.
+it, which ``fit (min)`` in the table includes). A candidate with ``model.lr_schedule_clock: time`` needs no probe:
+its schedule ends at ``max_time`` itself, which is set to the budget (its ``max_epochs`` must exceed what fits).
+With ``--epochs`` every candidate trains that many epochs instead.
 Then the final weights (saved when training ends: no selection on the validation split they are scored on) are
 scored on the carved validation split by ``python -m brain_mtl test --data.test_split val`` with the config's own
 test settings (TTA included), and the report's figures are collected.
@@ -171,6 +173,13 @@ def plan_steps(probe: dict, budget_s: float) -> int:
     return steps
 
 
+def max_time(seconds: float) -> str:
+    """Lightning's ``DD:HH:MM:SS`` for a budget in seconds."""
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"00:{hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
 def figures(report: dict) -> dict:
     """The table's figures from a report.json."""
     seg = report["ungated"]["tumour_segmentation"]
@@ -235,7 +244,12 @@ def run_candidate(config: Path, args: argparse.Namespace, env: dict, results: di
     extra = list(args.override)
     probe_json = folder / "probe.json"
     row: dict = {"name": name, "config": str(config.resolve())}
-    if args.budget_minutes:
+    by_time = ((spec.get("model") or {}).get("lr_schedule_clock") or "steps") == "time"
+    if args.budget_minutes and by_time:  # the schedule ends at max_time itself: no probe, no planned step count
+        budget_s = args.budget_minutes * 60
+        extra += ["--trainer.max_time", max_time(budget_s), "--trainer.max_steps", "-1"]
+        row.update(planned_steps=None, probe_seconds_per_step=None)
+    elif args.budget_minutes:
         budget_s = args.budget_minutes * 60
         if not probe_json.exists():
             probe_dir = folder / "probe"  # its own working folder: the config's relative run paths land there
@@ -259,11 +273,9 @@ def run_candidate(config: Path, args: argparse.Namespace, env: dict, results: di
         probe = json.loads(probe_json.read_text())
         steps = plan_steps(probe, budget_s)
         epochs = math.ceil(steps / probe["batches_per_epoch"])
-        minutes, seconds = divmod(int(budget_s), 60)
-        hours, minutes = divmod(minutes, 60)
         extra += [
             "--trainer.max_steps", str(steps), "--trainer.max_epochs", str(epochs),
-            "--trainer.max_time", f"00:{hours:02d}:{minutes:02d}:{seconds:02d}",
+            "--trainer.max_time", max_time(budget_s),
         ]  # fmt: skip
         row.update(planned_steps=steps, probe_seconds_per_step=probe["seconds_per_step"])
     elif args.epochs:

@@ -57,6 +57,9 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         lr_schedule: ``constant`` (the reference) or ``cosine`` (decay to 0 over the run, stepped per batch).
         warmup_epochs: raise the learning rate linearly from 0 over this many epochs first (fractions allowed),
             then follow ``lr_schedule``.
+        lr_schedule_clock: ``steps`` (the cosine ends at the last step) or ``time`` (it ends at the last step or at
+            ``trainer.max_time``, whichever comes first: a wall-clock budget ends in a finished decay on a machine
+            of any speed; set ``max_steps``/``max_epochs`` above what the time allows).
         mask_threshold: probability above which a pixel belongs to the predicted mask.
         false_mask_min_area: smallest predicted area in pixels (at network resolution) counted as a mask on a
             healthy scan for the ``false_mask_rate`` metric.
@@ -116,6 +119,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         encoder_lr_multiplier: float = 1.0,
         freeze_encoder_epochs: int = 0,
         warmup_epochs: float = 0.0,
+        lr_schedule_clock: Literal["steps", "time"] = "steps",
         tta: Literal["none", "flip", "d4"] = "none",
         channels_last: bool = True,
         compile: bool = False,
@@ -388,7 +392,10 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
         optimizer = joint_adamw(self, self.encoder_parameters(), hp.lr, hp.weight_decay, hp.encoder_lr_multiplier)
         if hp.lr_schedule == "constant" and hp.warmup_epochs <= 0:
             return optimizer
-        scheduler = warmup_then_schedule(optimizer, self.trainer, hp.warmup_epochs, cosine=hp.lr_schedule == "cosine")
+        scheduler = warmup_then_schedule(
+            optimizer, self.trainer, hp.warmup_epochs, cosine=hp.lr_schedule == "cosine",
+            clock=hp.get("lr_schedule_clock", "steps"),  # checkpoints from before the option have none
+        )  # fmt: skip
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch import nn
 
-__all__ = ["joint_adamw", "lr_factor", "warmup_then_schedule"]
+__all__ = ["joint_adamw", "lr_factor", "timer_fraction", "warmup_then_schedule"]
 
 
 def joint_adamw(
@@ -36,21 +37,55 @@ def joint_adamw(
 
 
 def warmup_then_schedule(
-    optimizer: torch.optim.Optimizer, trainer: Any, warmup_epochs: float, cosine: bool
+    optimizer: torch.optim.Optimizer, trainer: Any, warmup_epochs: float, cosine: bool, clock: str = "steps"
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step schedule over the whole fit: linear warm-up for ``warmup_epochs``, then constant or cosine to 0."""
+    """A per-step schedule over the whole fit: linear warm-up for ``warmup_epochs``, then constant or cosine to 0.
+
+    ``clock="time"``: the cosine also follows the fraction of ``trainer.max_time`` used so far and reaches 0 at
+    whichever comes first, the last step or the time limit, so a wall-clock budget always ends in a finished decay
+    on a machine of any speed (``max_time`` alone would cut the schedule off wherever the time ran out).
+    """
     total_steps = max(1, int(trainer.estimated_stepping_batches))
     epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
     warmup_steps = min(total_steps, round(warmup_epochs * total_steps / epochs))
-    factor = functools.partial(lr_factor, warmup_steps=warmup_steps, total_steps=total_steps, cosine=cosine)
+    # a partial keeps the clock out of the scheduler's state_dict (LambdaLR saves a callable object's __dict__)
+    elapsed = functools.partial(timer_fraction, find_timer(trainer)) if clock == "time" else None
+    factor = functools.partial(
+        lr_factor, warmup_steps=warmup_steps, total_steps=total_steps, cosine=cosine, elapsed=elapsed
+    )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def lr_factor(step: int, warmup_steps: int, total_steps: int, cosine: bool) -> float:
-    """Learning-rate factor at ``step``: linear warm-up from 0, then constant or a cosine decay to 0."""
+def find_timer(trainer: Any) -> Timer:
+    """The trainer's ``Timer`` callback (Lightning adds one for ``trainer.max_time``)."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, Timer) and callback.time_remaining() is not None:
+            return callback
+    raise ValueError(
+        "lr_schedule_clock: time ends the learning-rate schedule at the fit's time limit, but the trainer has none: "
+        "set trainer.max_time (e.g. --trainer.max_time 00:01:00:00) or use lr_schedule_clock: steps"
+    )
+
+
+def timer_fraction(timer: Timer) -> float:
+    """The fraction of the timer's limit used by training so far (validation inside the fit counted; resumes too)."""
+    used = timer.time_elapsed("train")
+    return used / max(used + timer.time_remaining("train"), 1e-9)
+
+
+def lr_factor(
+    step: int, warmup_steps: int, total_steps: int, cosine: bool, elapsed: Callable[[], float] | None = None
+) -> float:
+    """Learning-rate factor at ``step``: linear warm-up from 0, then constant or a cosine decay to 0.
+
+    With ``elapsed`` (the fraction of a time limit used), the decay's progress is the larger of the step fraction
+    and the time fraction.
+    """
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
     if not cosine:
         return 1.0
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if elapsed is not None:
+        progress = max(progress, elapsed())
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
