@@ -11,6 +11,8 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from torch import nn
 
+from brain_mtl.errors import ConfigError
+
 __all__ = ["joint_adamw", "lr_factor", "timer_fraction", "warmup_then_schedule"]
 
 
@@ -61,9 +63,9 @@ def find_timer(trainer: Any) -> Timer:
     for callback in trainer.callbacks:
         if isinstance(callback, Timer) and callback.time_remaining() is not None:
             return callback
-    raise ValueError(
-        "lr_schedule_clock: time ends the learning-rate schedule at the fit's time limit, but the trainer has none: "
-        "set trainer.max_time (e.g. --trainer.max_time 00:01:00:00) or use lr_schedule_clock: steps"
+    raise ConfigError(
+        "model.lr_schedule_clock: time ends the learning-rate schedule at the fit's time limit, but the trainer has "
+        "none: set trainer.max_time (e.g. --trainer.max_time 00:01:00:00) or use lr_schedule_clock: steps"
     )
 
 
