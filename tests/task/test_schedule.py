@@ -68,3 +68,10 @@ def test_the_clock_without_a_time_limit_is_a_usage_error(make_config, tmp_path, 
     config = make_config(tmp_path / "noclock", overrides={"model.lr_schedule_clock": "time"})
     assert main(["fit", "--config", str(config)]) == 2
     assert "max_time" in capsys.readouterr().err
+
+
+def test_a_schedule_without_any_length_is_a_usage_error(make_config, tmp_path, capsys):
+    overrides = {"model.lr_schedule_clock": "time", "trainer.max_time": "00:00:00:05", "trainer.max_epochs": -1}
+    config = make_config(tmp_path / "endless", overrides=overrides)
+    assert main(["fit", "--config", str(config)]) == 2
+    assert "trainer.max_epochs is -1" in capsys.readouterr().err

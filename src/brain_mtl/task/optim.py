@@ -47,7 +47,13 @@ def warmup_then_schedule(
     whichever comes first, the last step or the time limit, so a wall-clock budget always ends in a finished decay
     on a machine of any speed (``max_time`` alone would cut the schedule off wherever the time ran out).
     """
-    total_steps = max(1, int(trainer.estimated_stepping_batches))
+    estimated = trainer.estimated_stepping_batches
+    if not math.isfinite(estimated):  # max_epochs -1 and no max_steps: the schedule has no length to span
+        raise ConfigError(
+            "the learning-rate schedule spans the fit, but trainer.max_epochs is -1 and trainer.max_steps unset: give "
+            "either one (with model.lr_schedule_clock: time, an upper bound that the time limit ends first)"
+        )
+    total_steps = max(1, int(estimated))
     epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
     warmup_steps = min(total_steps, round(warmup_epochs * total_steps / epochs))
     # a partial keeps the clock out of the scheduler's state_dict (LambdaLR saves a callable object's __dict__)
