@@ -28,6 +28,8 @@ class RecordLearningRate(Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         RECORDED["epochs"] = [trainer.current_epoch, trainer.max_epochs]
+        RECORDED["saved_lambdas"] = trainer.lr_scheduler_configs[0].scheduler.state_dict()["lr_lambdas"]
+        RECORDED["batches_per_epoch"] = trainer.num_training_batches
 
 
 def test_the_decay_follows_the_larger_of_the_step_and_the_time_fraction():
@@ -60,8 +62,33 @@ def test_a_fit_on_the_clock_decays_to_zero_by_its_time_limit(make_config, tmp_pa
     assert len(lr) > 20
     peak = lr[0]
     assert all(later <= earlier + 1e-12 for earlier, later in itertools.pairwise(lr))  # decays, never rises
-    assert lr[len(lr) // 4] < peak  # the decay runs through the fit (a step count of 10,000 epochs would be flat)
+    assert lr[len(lr) // 2] < 0.9 * peak  # the decay runs through the fit (10,000 epochs of steps would be ~flat)
     assert lr[-1] < 0.05 * peak  # and has (nearly) reached 0 when the time is up
+    assert RECORDED["saved_lambdas"] == [{}, {}]  # the checkpoint holds no clock (no Timer, no trainer pickled)
+
+
+def test_warm_up_on_the_clock_lasts_epochs_not_a_share_of_an_upper_bound(make_config, tmp_path):
+    # max_steps is only a ceiling here: warm-up over half of it would outlast the time limit and never decay
+    config = make_config(
+        tmp_path / "warm",
+        epochs=-1,
+        overrides={
+            "model.lr_schedule": "cosine",
+            "model.lr_schedule_clock": "time",
+            "model.warmup_epochs": 1.0,
+            "trainer.max_steps": 1_000_000,
+            "trainer.max_time": "00:00:00:06",
+        },
+    )
+    data = yaml.safe_load(config.read_text())
+    data["trainer"]["callbacks"].append({"class_path": f"{__name__}.RecordLearningRate"})
+    config.write_text(yaml.safe_dump(data))
+    assert main(["fit", "--config", str(config)]) == 0
+    lr, per_epoch = RECORDED["lr"], RECORDED["batches_per_epoch"]
+    assert len(lr) > 2 * per_epoch
+    peak = max(lr)
+    assert lr.index(peak) <= per_epoch  # the rise ends with the first epoch
+    assert lr[-1] < 0.1 * peak  # and the clock then brings it down
 
 
 def test_the_clock_without_a_time_limit_is_a_usage_error(make_config, tmp_path, capsys):

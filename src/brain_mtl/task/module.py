@@ -59,7 +59,8 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
             then follow ``lr_schedule``.
         lr_schedule_clock: ``steps`` (the cosine ends at the last step) or ``time`` (it ends at the last step or at
             ``trainer.max_time``, whichever comes first: a wall-clock budget ends in a finished decay on a machine
-            of any speed; set ``max_steps``/``max_epochs`` above what the time allows).
+            of any speed; set ``max_steps``/``max_epochs`` above what the time allows; warm-up still counts
+            epochs; one device only, since each process would read its own clock).
         mask_threshold: probability above which a pixel belongs to the predicted mask.
         false_mask_min_area: smallest predicted area in pixels (at network resolution) counted as a mask on a
             healthy scan for the ``false_mask_rate`` metric.
@@ -394,7 +395,7 @@ class BrainTumorModule(StageMetricsMixin, LightningModule):
             return optimizer
         scheduler = warmup_then_schedule(
             optimizer, self.trainer, hp.warmup_epochs, cosine=hp.lr_schedule == "cosine",
-            clock=hp.get("lr_schedule_clock", "steps"),  # checkpoints from before the option have none
+            clock=hp.get("lr_schedule_clock", "steps"),  # hparams saved before the option have none
         )  # fmt: skip
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -54,10 +54,22 @@ def warmup_then_schedule(
             "either one (with model.lr_schedule_clock: time, an upper bound that the time limit ends first)"
         )
     total_steps = max(1, int(estimated))
-    epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
-    warmup_steps = min(total_steps, round(warmup_epochs * total_steps / epochs))
-    # a partial keeps the clock out of the scheduler's state_dict (LambdaLR saves a callable object's __dict__)
-    elapsed = functools.partial(timer_fraction, find_timer(trainer)) if clock == "time" else None
+    if clock == "time" or not (trainer.max_epochs and trainer.max_epochs > 0):
+        # an epoch's optimizer steps: max_steps / max_epochs is no epoch when either is only an upper bound
+        per_epoch = trainer.num_training_batches / max(1, trainer.accumulate_grad_batches)
+        warmup_steps = round(warmup_epochs * per_epoch) if math.isfinite(per_epoch) else 0
+    else:
+        warmup_steps = round(warmup_epochs * total_steps / trainer.max_epochs)
+    warmup_steps = min(total_steps, warmup_steps)
+    elapsed = None
+    if clock == "time" and cosine:
+        if trainer.world_size > 1:  # each process would read its own clock and the replicas' rates would drift
+            raise ConfigError(
+                "model.lr_schedule_clock: time runs on one device only (each process has its own clock): use "
+                "lr_schedule_clock: steps with trainer.max_steps for a multi-device fit"
+            )
+        # a partial keeps the clock out of the scheduler's state_dict (LambdaLR saves a callable object's __dict__)
+        elapsed = functools.partial(timer_fraction, find_timer(trainer))
     factor = functools.partial(
         lr_factor, warmup_steps=warmup_steps, total_steps=total_steps, cosine=cosine, elapsed=elapsed
     )
