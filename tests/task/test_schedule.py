@@ -32,6 +32,22 @@ class RecordLearningRate(Callback):
         RECORDED["batches_per_epoch"] = trainer.num_training_batches
 
 
+def fit_on_the_clock(make_config, out, epochs: int, warmup: float, max_time: str, **trainer) -> None:
+    """A tiny fit with a cosine on the clock, recorded by RecordLearningRate."""
+    overrides = {
+        "model.lr_schedule": "cosine",
+        "model.lr_schedule_clock": "time",
+        "model.warmup_epochs": warmup,
+        "trainer.max_time": max_time,
+        **{f"trainer.{key}": value for key, value in trainer.items()},
+    }
+    config = make_config(out, epochs=epochs, overrides=overrides)
+    data = yaml.safe_load(config.read_text())
+    data["trainer"]["callbacks"].append({"class_path": f"{__name__}.RecordLearningRate"})
+    config.write_text(yaml.safe_dump(data))
+    assert main(["fit", "--config", str(config)]) == 0
+
+
 def test_the_decay_follows_the_larger_of_the_step_and_the_time_fraction():
     half = 0.5 * (1 + math.cos(math.pi * 0.5))
     assert lr_factor(10, 0, 1000, cosine=True, elapsed=lambda: 0.5) == pytest.approx(half)  # time ahead of steps
@@ -43,20 +59,8 @@ def test_the_decay_follows_the_larger_of_the_step_and_the_time_fraction():
 
 
 def test_a_fit_on_the_clock_decays_to_zero_by_its_time_limit(make_config, tmp_path):
-    config = make_config(
-        tmp_path / "clock",
-        epochs=10_000,  # far more than the limit allows: the time limit ends the fit
-        overrides={
-            "model.lr_schedule": "cosine",
-            "model.lr_schedule_clock": "time",
-            "model.warmup_epochs": 0.0,
-            "trainer.max_time": "00:00:00:08",
-        },
-    )
-    data = yaml.safe_load(config.read_text())
-    data["trainer"]["callbacks"].append({"class_path": f"{__name__}.RecordLearningRate"})
-    config.write_text(yaml.safe_dump(data))
-    assert main(["fit", "--config", str(config)]) == 0
+    # far more epochs than the limit allows: the time limit ends the fit
+    fit_on_the_clock(make_config, tmp_path / "clock", epochs=10_000, warmup=0.0, max_time="00:00:00:08")
     lr, (epoch, max_epochs) = RECORDED["lr"], RECORDED["epochs"]
     assert epoch < max_epochs - 1  # stopped by the clock
     assert len(lr) > 20
@@ -69,21 +73,7 @@ def test_a_fit_on_the_clock_decays_to_zero_by_its_time_limit(make_config, tmp_pa
 
 def test_warm_up_on_the_clock_lasts_epochs_not_a_share_of_an_upper_bound(make_config, tmp_path):
     # max_steps is only a ceiling here: warm-up over half of it would outlast the time limit and never decay
-    config = make_config(
-        tmp_path / "warm",
-        epochs=-1,
-        overrides={
-            "model.lr_schedule": "cosine",
-            "model.lr_schedule_clock": "time",
-            "model.warmup_epochs": 1.0,
-            "trainer.max_steps": 1_000_000,
-            "trainer.max_time": "00:00:00:06",
-        },
-    )
-    data = yaml.safe_load(config.read_text())
-    data["trainer"]["callbacks"].append({"class_path": f"{__name__}.RecordLearningRate"})
-    config.write_text(yaml.safe_dump(data))
-    assert main(["fit", "--config", str(config)]) == 0
+    fit_on_the_clock(make_config, tmp_path / "warm", epochs=-1, warmup=1.0, max_time="00:00:00:06", max_steps=1_000_000)
     lr, per_epoch = RECORDED["lr"], RECORDED["batches_per_epoch"]
     assert len(lr) > 2 * per_epoch
     peak = max(lr)
