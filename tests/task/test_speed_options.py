@@ -97,15 +97,16 @@ def _faults_on_reuse(allocator_env: str | None) -> tuple[bool, int]:
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator setting applies to glibc only")
 def test_keep_freed_memory_lets_a_training_step_reuse_freed_pages():
-    applied, faults = _faults_on_reuse(None)
+    applied, kept = _faults_on_reuse(None)
     assert applied
-    # The last step reuses the pages that the steps before it freed: a few hundred faults, 1,024 seen once on a busy
-    # suite run; the control below faults 50 times more at least.
-    assert faults < 5_000
     # The control: glibc's defaults unmap each large buffer on free and fault its pages in again every step.
-    applied, faults = _faults_on_reuse("system")
+    applied, control = _faults_on_reuse("system")
     assert not applied
-    assert faults > 50_000
+    assert control > 50_000
+    # The last step reuses the pages that the steps before it freed: usually 0 faults (the control about 180,000),
+    # 1,024 and 8,192 seen once each on busy suite runs (the kernel reclaiming or splitting pages meanwhile); a
+    # step that faulted its buffers in again would fault as often as the control.
+    assert kept * 10 < control
 
 
 def test_every_command_sets_the_allocator_before_it_runs(monkeypatch, tmp_path):
